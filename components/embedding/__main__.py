@@ -1,0 +1,8 @@
+"""``python -m components.embedding --dataset DIR --out DIR [--params params.yaml] ...``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

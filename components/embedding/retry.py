@@ -1,0 +1,116 @@
+"""Retries with exponential backoff and full jitter, honouring ``Retry-After``.
+
+The SDKs' own retries are switched off (``max_retries=0``) so that every provider retries the
+same way and tests can observe it. :func:`call_with_retries` runs one request: transient
+failures (:class:`~components.embedding.errors.TransientError`) are retried up to
+``max_retries`` times, permanent ones stop at once; when it gives up it raises
+:class:`~components.embedding.errors.EmbeddingError` naming the provider, batch and cause.
+
+Example:
+    >>> policy = RetryPolicy(max_retries=2, initial_s=0.0, max_s=0.0)
+    >>> call_with_retries(lambda: 42, policy, provider="local", batch="batch 0")
+    42
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .errors import EmbeddingError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry.
+
+    Attributes:
+        max_retries: retries after the first attempt.
+        initial_s: backoff before the first retry (before jitter).
+        max_s: cap on any single backoff (a longer ``Retry-After`` is still honoured, capped
+            at ``max_retry_after_s``).
+        max_retry_after_s: the longest server-requested pause we accept.
+    """
+
+    max_retries: int = 6
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): full jitter in
+        ``[0.5, 1] x min(max_s, initial_s * 2**attempt)``, at least ``retry_after``."""
+        ceiling = min(self.max_s, self.initial_s * (2 ** attempt))
+        delay = ceiling * (0.5 + 0.5 * self.rng.random())
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after_s))
+        return delay
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, provider: str, batch: str,
+                      on_retry_after: Callable[[float], None] | None = None,
+                      stop: threading.Event | None = None,
+                      sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn`` until it succeeds, retrying transient errors per ``policy``.
+
+    Args:
+        fn: one attempt; raises TransientError / PermanentError on failure.
+        policy: retry counts and backoff.
+        provider / batch: named in the error when retries run out.
+        on_retry_after: told about server-requested pauses (so all workers pause).
+        stop: when set (another batch failed for good), give up instead of retrying.
+
+    Raises:
+        EmbeddingError: a permanent error, or retries exhausted.
+    """
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except PermanentError as exc:
+            raise EmbeddingError(provider, batch, attempt + 1, str(exc)) from None
+        except TransientError as exc:
+            if attempt >= policy.max_retries or (stop is not None and stop.is_set()):
+                raise EmbeddingError(provider, batch, attempt + 1, str(exc)) from None
+            delay = policy.backoff(attempt, exc.retry_after)
+            if exc.retry_after is not None and on_retry_after is not None:
+                on_retry_after(delay)
+            log.warning("%s: %s attempt %d failed (%s); retrying in %.2fs", provider, batch,
+                        attempt + 1, exc, delay)
+            attempt += 1
+            sleep(delay)

@@ -1,0 +1,154 @@
+"""Matryoshka-Adaptor losses, Eq. 1-6 of arXiv 2407.20243, over a set of prefix sizes.
+
+Every similarity target is the ORIGINAL, FULL-d cosine; every prediction is the ADAPTED,
+TRUNCATED cosine ``cos_m(a, b) = cos(a[:m], b[:m])`` (prefixes re-normalised). Reductions are
+means inside each term and a weighted mean over the prefix sizes 𝓜, so that α = β = γ = 1
+stay comparable whatever the batch size, k or d.
+
+Example:
+    >>> import torch
+    >>> from components.losses import pairwise_loss
+    >>> x = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    >>> float(pairwise_loss(x, x, dims=(8,), weights=(1.0,)))  # identity at full d
+    0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+def prefix_normalize(x: torch.Tensor, m: int) -> torch.Tensor:
+    """The first ``m`` coordinates of each row, L2-normalised."""
+    return F.normalize(x[..., :m], dim=-1)
+
+
+def _weighted_over_prefixes(per_prefix: Sequence[torch.Tensor],
+                            weights: Sequence[float]) -> torch.Tensor:
+    return torch.stack([w * value for w, value in zip(weights, per_prefix, strict=True)]).sum()
+
+
+def pairwise_loss(original: torch.Tensor, adapted: torch.Tensor, dims: Sequence[int],
+                  weights: Sequence[float]) -> torch.Tensor:
+    """Eq. 1, global structure: mean over pairs i≠j of ``|cos(x_i,x_j) − cos_m(x̂_i,x̂_j)|``.
+
+    Args:
+        original: ``[B, d]`` original embeddings (the pairs are all i≠j of the batch).
+        adapted: ``[B, d]`` adapted embeddings of the same rows.
+        dims, weights: prefix sizes 𝓜 and their weights (summing to 1).
+    """
+    n = original.shape[0]
+    if n < 2:
+        raise ValueError("pairwise_loss needs at least 2 rows to form a pair")
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=original.device)
+    unit = F.normalize(original, dim=-1)
+    target = (unit @ unit.T)[off_diagonal]
+    terms = []
+    for m in dims:
+        prefix = prefix_normalize(adapted, m)
+        terms.append((target - (prefix @ prefix.T)[off_diagonal]).abs().mean())
+    return _weighted_over_prefixes(terms, weights)
+
+
+def topk_loss(original_anchor: torch.Tensor, adapted_anchor: torch.Tensor,
+              original_neighbours: torch.Tensor, adapted_neighbours: torch.Tensor,
+              dims: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+    """Eq. 2, local structure: like Eq. 1 but j runs over the k nearest neighbours of i.
+
+    Args:
+        original_anchor, adapted_anchor: ``[B, d]``.
+        original_neighbours, adapted_neighbours: ``[B, k, d]``, the neighbours of each anchor
+            found in the original full-d space (self excluded).
+    """
+    target = torch.einsum("bd,bkd->bk", F.normalize(original_anchor, dim=-1),
+                          F.normalize(original_neighbours, dim=-1))
+    terms = []
+    for m in dims:
+        predicted = torch.einsum("bd,bkd->bk", prefix_normalize(adapted_anchor, m),
+                                 prefix_normalize(adapted_neighbours, m))
+        terms.append((target - predicted).abs().mean())
+    return _weighted_over_prefixes(terms, weights)
+
+
+def reconstruction_loss(residual: torch.Tensor) -> torch.Tensor:
+    """Eq. 3, ``|x − x̂|₁`` = ``|g(x)|₁``, as a mean over rows and coordinates.
+
+    With a fixed rotation the reconstruction target is the rotated input, which the rotation
+    already reproduces losslessly, so the penalty is on the residual in both set-ups.
+    """
+    return residual.abs().mean()
+
+
+def ranking_loss(adapted_queries: torch.Tensor, adapted_documents: torch.Tensor,
+                 relevance: torch.Tensor, dims: Sequence[int], weights: Sequence[float],
+                 scale: float = 1.0) -> torch.Tensor:
+    """Eq. 5, relevance-weighted RankNet over every ordered pair of candidates per query.
+
+    ``Σ_{j,k} 1[y_ij > y_ik]·(y_ij − y_ik)·log(1 + exp(scale·(s_ik − s_ij)))`` with
+    ``s = cos_m(q̂, x̂)``, averaged over the pairs that count, then over 𝓜.
+
+    Labels are >= 0, so every counted pair has a labelled j (y_ij > 0): the sum runs over
+    the (query, labelled document) pairs P against all N candidates, ``[P, N]`` instead of
+    ``[Q, N, N]``, with the same value.
+
+    Args:
+        adapted_queries: ``[Q, d]``.
+        adapted_documents: ``[N, d]`` candidates shared by all queries of the batch.
+        relevance: ``[Q, N]`` graded labels y >= 0 (0 for unlabelled candidates).
+        scale: multiplies score differences (1.0 is the paper's loss; cosine differences
+            are small, so a larger scale sharpens the gradient).
+    """
+    if bool((relevance < 0).any()):
+        raise ValueError("ranking_loss: relevance labels must be >= 0")
+    query_of_pair, doc_of_pair = relevance.nonzero(as_tuple=True)  # the labelled j
+    gain = relevance[query_of_pair, doc_of_pair].unsqueeze(1) - relevance[query_of_pair]
+    counted = gain > 0  # [P, N]: 1[y_ij > y_ik]
+    count = counted.sum()
+    if int(count) == 0:
+        raise ValueError("ranking_loss: no candidate pair has different relevance; each "
+                         "query needs at least one positive and one lower-graded candidate")
+    weight = torch.where(counted, gain, torch.zeros_like(gain))
+    terms = []
+    for m in dims:
+        scores = prefix_normalize(adapted_queries, m) @ prefix_normalize(adapted_documents, m).T
+        pair_scores = scores[query_of_pair]  # [P, N]: s_ik
+        positive = scores[query_of_pair, doc_of_pair].unsqueeze(1)  # s_ij
+        terms.append((F.softplus(scale * (pair_scores - positive)) * weight).sum() / count)
+    return _weighted_over_prefixes(terms, weights)
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The terms of one step, kept separately for logging."""
+
+    total: torch.Tensor
+    topk: torch.Tensor
+    pairwise: torch.Tensor
+    reconstruction: torch.Tensor
+    ranking: torch.Tensor | None = None
+
+    def as_floats(self) -> dict[str, float]:
+        values = {"loss": self.total, "topk": self.topk, "pairwise": self.pairwise,
+                  "reconstruction": self.reconstruction, "ranking": self.ranking}
+        return {name: float(value.detach()) for name, value in values.items()
+                if value is not None}
+
+
+def unsupervised_objective(topk: torch.Tensor, pairwise: torch.Tensor,
+                           reconstruction: torch.Tensor, alpha: float,
+                           beta: float) -> LossTerms:
+    """Eq. 4: ``L_topk + α·L_pair + β·L_rec``."""
+    return LossTerms(total=topk + alpha * pairwise + beta * reconstruction, topk=topk,
+                     pairwise=pairwise, reconstruction=reconstruction)
+
+
+def supervised_objective(unsupervised: LossTerms, ranking: torch.Tensor,
+                         gamma: float) -> LossTerms:
+    """Eq. 6: Eq. 4 plus ``γ·L_rank``."""
+    return LossTerms(total=unsupervised.total + gamma * ranking, topk=unsupervised.topk,
+                     pairwise=unsupervised.pairwise,
+                     reconstruction=unsupervised.reconstruction, ranking=ranking)

@@ -1,0 +1,27 @@
+"""Process-wide defaults: offline model loading and telemetry switched off.
+
+Set once by every entry point (CLI, flows, benchmarks, tests) before heavy imports. Values
+already present in the environment win, so a user can still opt in.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_AND_PRIVATE_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "true",  # MLflow accepts only the string "true"
+    "DVC_NO_ANALYTICS": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def configure_environment() -> None:
+    """Apply :data:`OFFLINE_AND_PRIVATE_ENV` without overriding what the user set."""
+    for key, value in OFFLINE_AND_PRIVATE_ENV.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,388 @@
+"""Two-stage Matryoshka-Adaptor training with early stopping on held-out data.
+
+Stage 1 (unsupervised, Eq. 4) learns from corpus embeddings alone and stops on the Eq. 4 loss
+of a held-out share of the corpus. Stage 2 (supervised, Eq. 6) continues from stage 1's best
+weights with a fresh Adam, adds the ranking loss (Eq. 5) on training queries, and stops on
+nDCG@10 (mean over the prefix sizes) of held-out *training* queries. Test labels are never
+seen here. Both stages keep the best checkpoint, are seeded, use CUDA when present, and
+return their per-step loss history for logging.
+
+Example:
+    >>> import torch
+    >>> from components.config import MethodConfig
+    >>> from components.training import train_unsupervised
+    >>> corpus = torch.nn.functional.normalize(torch.randn(200, 32), dim=-1)
+    >>> adaptor, result = train_unsupervised(corpus, MethodConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from components.adaptor import MatryoshkaAdaptor, check_embeddings, fit_rotation
+from components.config import MethodConfig, StageConfig
+from components.losses import (
+    LossTerms,
+    pairwise_loss,
+    ranking_loss,
+    reconstruction_loss,
+    supervised_objective,
+    topk_loss,
+    unsupervised_objective,
+)
+from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What one stage did: the held-out curve, the per-step losses and the best step."""
+
+    stage: str
+    best_iteration: int
+    best_score: float
+    score_name: str
+    iterations: int
+    stopped_early: bool
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def iterations_per_second(self) -> float:
+        return self.iterations / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary(self) -> dict[str, float | int | str | bool]:
+        return {"stage": self.stage, "best_iteration": self.best_iteration,
+                "best_score": self.best_score, "score_name": self.score_name,
+                "iterations": self.iterations, "stopped_early": self.stopped_early,
+                "seconds": round(self.seconds, 2),
+                "iterations_per_second": round(self.iterations_per_second, 1)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use 'auto' or "
+                         "'cpu'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def nearest_neighbours(x: torch.Tensor, k: int, chunk_size: int = 4096) -> torch.Tensor:
+    """Indices ``[n, k]`` of each row's k most cosine-similar other rows (self excluded)."""
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("need at least 2 embeddings to find neighbours")
+    k = min(k, n - 1)
+    unit = torch.nn.functional.normalize(x, dim=-1)
+    out = []
+    for start in range(0, n, chunk_size):
+        scores = unit[start:start + chunk_size] @ unit.T
+        rows = torch.arange(scores.shape[0], device=x.device)
+        scores[rows, rows + start] = -float("inf")
+        out.append(torch.topk(scores, k, dim=1).indices)
+    return torch.cat(out)
+
+
+def _split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+    """A seeded (train, held-out) split of ``range(n)``; both sides get at least 2 rows."""
+    order = torch.randperm(n, generator=generator)
+    held = min(max(2, round(n * fraction)), n - 2)
+    return order[held:].sort().values, order[:held].sort().values
+
+
+def unsupervised_terms(adaptor: MatryoshkaAdaptor, pool: torch.Tensor,
+                       neighbours: torch.Tensor, anchors: torch.Tensor, config: MethodConfig,
+                       dims: tuple[int, ...], weights: tuple[float, ...]) -> LossTerms:
+    """Eq. 4 on a batch: anchors, their top-k neighbours (Eq. 2), pairs among anchors (Eq. 1)."""
+    anchor_x = pool[anchors]
+    neighbour_idx = neighbours[anchors]
+    neighbour_x = pool[neighbour_idx]  # [B, k, d]
+    batch, k, d = neighbour_x.shape
+    adapted, residual = adaptor.forward_with_residual(
+        torch.cat([anchor_x, neighbour_x.reshape(batch * k, d)]))
+    adapted_anchor = adapted[:batch]
+    adapted_neighbours = adapted[batch:].reshape(batch, k, d)
+    loss = config.loss
+    return unsupervised_objective(
+        topk=topk_loss(anchor_x, adapted_anchor, neighbour_x, adapted_neighbours, dims, weights),
+        pairwise=pairwise_loss(anchor_x, adapted_anchor, dims, weights),
+        reconstruction=reconstruction_loss(residual),
+        alpha=loss.alpha, beta=loss.beta)
+
+
+def train_step(adaptor: MatryoshkaAdaptor, optimizer: torch.optim.Optimizer,
+               compute_loss: Callable[[], LossTerms]) -> LossTerms:
+    """One optimiser step on the loss ``compute_loss`` builds; returns its terms."""
+    adaptor.train()
+    optimizer.zero_grad(set_to_none=True)
+    terms = compute_loss()
+    terms.total.backward()
+    optimizer.step()
+    return terms
+
+
+def _run_stage(stage: str, adaptor: MatryoshkaAdaptor, settings: StageConfig,
+               compute_loss: Callable[[], LossTerms], evaluate: Callable[[], float],
+               higher_is_better: bool, score_name: str) -> StageResult:
+    """The loop shared by both stages: Adam, periodic held-out score, patience, best copy."""
+    optimizer = torch.optim.Adam(adaptor.parameters(), lr=settings.learning_rate,
+                                 weight_decay=settings.weight_decay)
+    sign = 1.0 if higher_is_better else -1.0
+    best_score = evaluate()
+    best_iteration, best_state = 0, copy.deepcopy(adaptor.state_dict())
+    evaluations = [{"step": 0, score_name: best_score}]
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    iteration = 0
+    stopped_early = False
+    for iteration in range(1, settings.max_iterations + 1):
+        terms = train_step(adaptor, optimizer, compute_loss)
+        history.append({"step": iteration, **terms.as_floats()})
+        if iteration % settings.eval_every == 0 or iteration == settings.max_iterations:
+            score = evaluate()
+            evaluations.append({"step": iteration, score_name: score})
+            if sign * score > sign * best_score:
+                best_score, best_iteration = score, iteration
+                best_state = copy.deepcopy(adaptor.state_dict())
+            if iteration - best_iteration >= settings.patience:
+                stopped_early = True
+                break
+    seconds = time.perf_counter() - start
+    adaptor.load_state_dict(best_state)
+    adaptor.eval()
+    result = StageResult(stage=stage, best_iteration=best_iteration, best_score=best_score,
+                         score_name=score_name, iterations=iteration,
+                         stopped_early=stopped_early, seconds=seconds, history=history,
+                         evaluations=evaluations)
+    logger.info("%s stage: %d iterations in %.1f s (%.0f it/s), best %s=%.5f at %d", stage,
+                iteration, seconds, result.iterations_per_second, score_name, best_score,
+                best_iteration)
+    return result
+
+
+def build_adaptor(corpus: torch.Tensor, config: MethodConfig) -> MatryoshkaAdaptor:
+    """A fresh adaptor for ``corpus``'s d: identity, or the fitted SVD rotation."""
+    rotation = fit_rotation(corpus) if config.adaptor.use_rotation else None
+    return MatryoshkaAdaptor(corpus.shape[1], config.adaptor, rotation)
+
+
+def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
+                       adaptor: MatryoshkaAdaptor | None = None
+                       ) -> tuple[MatryoshkaAdaptor, StageResult]:
+    """Stage 1: minimise Eq. 4 on the corpus; early-stop on a held-out share of it.
+
+    Args:
+        corpus: ``[n, d]`` base corpus embeddings (n >= 20 so both sides of the split have
+            neighbours).
+        config: adaptor shape, losses and training settings.
+        adaptor: start from this adaptor (default: a fresh one, see :func:`build_adaptor`).
+
+    Returns:
+        The adaptor with the best held-out weights, and the stage's result.
+    """
+    corpus = check_embeddings(corpus, "corpus")
+    if corpus.shape[0] < 20:
+        raise ValueError(f"corpus: {corpus.shape[0]} embeddings; unsupervised training needs "
+                         "at least 20")
+    dims, weights = config.loss.resolve_dims(corpus.shape[1])
+    train = config.train
+    torch.manual_seed(train.seed)
+    device = resolve_device(train.device)
+    generator = torch.Generator().manual_seed(train.seed)
+    adaptor = (adaptor or build_adaptor(corpus, config)).to(device)
+
+    pool_idx = torch.randperm(corpus.shape[0], generator=generator)[: train.pool_size]
+    pool = corpus[pool_idx.sort().values].to(device)
+    fit_idx, held_idx = _split(pool.shape[0], train.corpus_holdout_fraction, generator)
+    fit_pool, held_pool = pool[fit_idx.to(device)], pool[held_idx.to(device)]
+    k = config.loss.top_k
+    fit_neighbours = nearest_neighbours(fit_pool, k)
+    held_neighbours = nearest_neighbours(held_pool, k)
+    batch_size = min(config.train.unsupervised.batch_size, fit_pool.shape[0])
+    held_batches = torch.arange(held_pool.shape[0], device=device).split(batch_size)
+    step_generator = torch.Generator().manual_seed(train.seed + 1)
+
+    def compute_loss() -> LossTerms:
+        anchors = torch.randint(fit_pool.shape[0], (batch_size,), generator=step_generator)
+        return unsupervised_terms(adaptor, fit_pool, fit_neighbours, anchors.to(device), config,
+                                  dims, weights)
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        adaptor.eval()
+        values = [unsupervised_terms(adaptor, held_pool, held_neighbours, batch, config, dims,
+                                     weights).total for batch in held_batches if len(batch) > 1]
+        return float(torch.stack(values).mean())
+
+    result = _run_stage("unsupervised", adaptor, train.unsupervised, compute_loss, evaluate,
+                        higher_is_better=False, score_name="heldout_loss")
+    return adaptor.cpu(), result
+
+
+@dataclass(frozen=True)
+class LabelledQueries:
+    """Training queries with their labels as corpus indices (positives only, score > 0)."""
+
+    embeddings: torch.Tensor
+    labels: list[list[tuple[int, int]]]  # per query: (corpus index, score)
+
+    @classmethod
+    def build(cls, queries: torch.Tensor, query_ids: list[str], corpus_ids: list[str],
+              qrels: pd.DataFrame) -> LabelledQueries:
+        query_rows, relevance = relevance_matrix(qrels, query_ids, corpus_ids)
+        labels = [[(int(j), int(relevance[r, j])) for j in np.flatnonzero(relevance[r])]
+                  for r in range(len(query_rows))]
+        return cls(embeddings=queries[torch.as_tensor(query_rows)], labels=labels)
+
+    def subset(self, rows: torch.Tensor) -> LabelledQueries:
+        return LabelledQueries(self.embeddings[rows], [self.labels[int(r)] for r in rows])
+
+    def relevance(self, n_docs: int) -> np.ndarray:
+        matrix = np.zeros((len(self.labels), n_docs), dtype=np.int64)
+        for row, labels in enumerate(self.labels):
+            for doc, score in labels:
+                matrix[row, doc] = score
+        return matrix
+
+
+@torch.no_grad()
+def mean_ndcg_over_prefixes(adaptor: MatryoshkaAdaptor, queries: torch.Tensor,
+                            corpus: torch.Tensor, relevance: np.ndarray,
+                            dims: tuple[int, ...], k: int = 10) -> float:
+    """nDCG@k of exact cosine retrieval, averaged over the prefix sizes."""
+    adaptor.eval()
+    adapted_corpus = adaptor(corpus)
+    adapted_queries = adaptor(queries)
+    scores = []
+    for m in dims:
+        ranked = cosine_top_k(adapted_queries[:, :m], adapted_corpus[:, :m], k)
+        scores.append(ranking_metrics(ranked, relevance, ndcg_k=k, recall_k=k, mrr_k=k)["ndcg"])
+    return float(np.mean(scores))
+
+
+def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
+                     queries: torch.Tensor | np.ndarray, query_ids: list[str],
+                     train_qrels: pd.DataFrame, config: MethodConfig,
+                     adaptor: MatryoshkaAdaptor) -> tuple[MatryoshkaAdaptor, StageResult]:
+    """Stage 2: minimise Eq. 6 from ``adaptor``'s weights (normally stage 1's best).
+
+    The unsupervised terms draw from a pool of corpus and fitting-query embeddings; the
+    ranking loss (Eq. 5) scores each batch of queries against all positives of the batch and
+    random corpus negatives. Early stopping: nDCG@10 (mean over the prefix sizes) of a
+    held-out share of the *training* queries, retrieving from the whole corpus.
+
+    Args:
+        corpus, corpus_ids: ``[n, d]`` corpus embeddings and their ids (row-aligned).
+        queries, query_ids: ``[q, d]`` query embeddings and their ids (row-aligned).
+        train_qrels: training labels (``query_id``, ``doc_id``, ``score``); test labels must
+            never be passed here.
+        config: losses and training settings.
+        adaptor: the starting adaptor (trained further in place and returned).
+    """
+    corpus = check_embeddings(corpus, "corpus")
+    queries = check_embeddings(queries, "queries", corpus.shape[1])
+    if adaptor.dim != corpus.shape[1]:
+        raise ValueError(f"dimension mismatch: adaptor d={adaptor.dim}, corpus d="
+                         f"{corpus.shape[1]}")
+    for name, matrix, ids in (("corpus", corpus, corpus_ids), ("queries", queries, query_ids)):
+        if matrix.shape[0] != len(ids):
+            raise ValueError(f"{name}: {matrix.shape[0]} embeddings but {len(ids)} ids")
+    dims, weights = config.loss.resolve_dims(corpus.shape[1])
+    train = config.train
+    torch.manual_seed(train.seed)
+    device = resolve_device(train.device)
+    generator = torch.Generator().manual_seed(train.seed + 2)
+    labelled = LabelledQueries.build(queries, query_ids, corpus_ids, train_qrels)
+    if len(labelled.labels) < 4:
+        raise ValueError(f"supervised training needs at least 4 labelled training queries, "
+                         f"got {len(labelled.labels)}")
+    fit_rows, held_rows = _split(len(labelled.labels), train.query_holdout_fraction, generator)
+    fitting, held = labelled.subset(fit_rows), labelled.subset(held_rows)
+    held_relevance = held.relevance(corpus.shape[0])
+
+    adaptor = adaptor.to(device)
+    corpus_device = corpus.to(device)
+    pool = torch.cat([corpus, fitting.embeddings])
+    pool_idx = torch.randperm(pool.shape[0], generator=generator)[: train.pool_size]
+    pool = pool[pool_idx.sort().values].to(device)
+    neighbours = nearest_neighbours(pool, config.loss.top_k)
+    settings = train.supervised
+    batch_size = min(settings.batch_size, pool.shape[0])
+    query_batch = min(settings.batch_size, len(fitting.labels))
+    step_generator = torch.Generator().manual_seed(train.seed + 3)
+    fitting_queries = fitting.embeddings.to(device)
+    n_docs = corpus.shape[0]
+    column_of = torch.full((n_docs,), -1, dtype=torch.long)
+
+    def compute_loss() -> LossTerms:
+        anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
+        unsupervised = unsupervised_terms(adaptor, pool, neighbours, anchors.to(device), config,
+                                          dims, weights)
+        batch = torch.randperm(len(fitting.labels), generator=step_generator)[:query_batch]
+        positives = sorted({doc for row in batch.tolist() for doc, _ in fitting.labels[row]})
+        n_negatives = config.loss.negatives_per_positive * len(positives)
+        negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
+        candidates = torch.as_tensor(sorted(set(positives) | set(negatives)))
+        column_of[candidates] = torch.arange(len(candidates))
+        relevance = torch.zeros(len(batch), len(candidates))
+        for i, row in enumerate(batch.tolist()):
+            for doc, score in fitting.labels[row]:
+                relevance[i, column_of[doc]] = float(score)
+        column_of[candidates] = -1
+        adapted_queries = adaptor(fitting_queries[batch.to(device)])
+        adapted_docs = adaptor(corpus_device[candidates.to(device)])
+        rank = ranking_loss(adapted_queries, adapted_docs, relevance.to(device), dims, weights,
+                            scale=config.loss.ranking_scale)
+        return supervised_objective(unsupervised, rank, config.loss.gamma)
+
+    def evaluate() -> float:
+        return mean_ndcg_over_prefixes(adaptor, held.embeddings.to(device), corpus_device,
+                                       held_relevance, dims)
+
+    result = _run_stage("supervised", adaptor, settings, compute_loss, evaluate,
+                        higher_is_better=True, score_name="heldout_ndcg_at_10")
+    return adaptor.cpu(), result
+
+
+@dataclass
+class TrainingResult:
+    """Both stages' adaptors and results (``supervised*`` is None without labels)."""
+
+    unsupervised_adaptor: MatryoshkaAdaptor
+    unsupervised: StageResult
+    supervised_adaptor: MatryoshkaAdaptor | None = None
+    supervised: StageResult | None = None
+
+
+def train_adaptor(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
+                  corpus_ids: list[str] | None = None,
+                  queries: torch.Tensor | np.ndarray | None = None,
+                  query_ids: list[str] | None = None,
+                  train_qrels: pd.DataFrame | None = None) -> TrainingResult:
+    """Stage 1, then stage 2 from stage 1's best weights when training labels are given."""
+    unsupervised_adaptor, unsupervised = train_unsupervised(corpus, config)
+    result = TrainingResult(unsupervised_adaptor, unsupervised)
+    if train_qrels is None or train_qrels.empty:
+        logger.info("no training labels: supervised stage skipped")
+        return result
+    if queries is None or query_ids is None or corpus_ids is None:
+        raise ValueError("supervised training needs corpus_ids, queries and query_ids with "
+                         "train_qrels")
+    start = copy.deepcopy(unsupervised_adaptor)
+    result.supervised_adaptor, result.supervised = train_supervised(
+        corpus, corpus_ids, queries, query_ids, train_qrels, config, start)
+    return result
