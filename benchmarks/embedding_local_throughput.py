@@ -43,15 +43,21 @@ def main() -> None:
     texts = load_dataset(args.data).corpus_texts()[: args.n]
     base = EmbeddingConfig(batch_size=args.batch_size, progress="off")
     provider = get_provider(base)  # loads the model once; "bare" uses the same object
-    model = load_sentence_transformer(bundled_model_path(), base.device,
-                                      provider.identity.max_input_tokens)
+    model = load_sentence_transformer(
+        bundled_model_path(), base.device, provider.identity.max_input_tokens
+    )
     assert model is provider.model  # type: ignore[attr-defined]
     model.encode(texts[:64], batch_size=args.batch_size)  # warm-up (allocator, kernels)
 
     def bare() -> tuple[float, np.ndarray]:
         start = time.perf_counter()
-        out = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+        out = model.encode(
+            texts,
+            batch_size=args.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return time.perf_counter() - start, out
 
     def ours() -> tuple[float, np.ndarray]:
@@ -63,27 +69,44 @@ def main() -> None:
 
     rows = []
     for pair in range(args.pairs):
-        order = (("bare", bare), ("ours", ours)) if pair % 2 == 0 else (
-            ("ours", ours), ("bare", bare))
+        order = (
+            (("bare", bare), ("ours", ours)) if pair % 2 == 0 else (("ours", ours), ("bare", bare))
+        )
         times: dict[str, float] = {}
         outputs = {}
         for name, fn in order:
             times[name], outputs[name] = fn()
         diff = float(np.abs(outputs["bare"] - outputs["ours"]).max())
         ratio = times["bare"] / times["ours"]
-        rows.append({"pair": pair, "bare_s": times["bare"], "ours_s": times["ours"],
-                     "bare_texts_per_s": len(texts) / times["bare"],
-                     "ours_texts_per_s": len(texts) / times["ours"], "ratio": ratio,
-                     "max_abs_diff": diff})
-        print(f"pair {pair}: bare {times['bare']:.1f}s ({len(texts) / times['bare']:.1f}/s), "
-              f"ours {times['ours']:.1f}s ({len(texts) / times['ours']:.1f}/s), "
-              f"ratio {ratio:.3f}, max |diff| {diff:.1e}", flush=True)
+        rows.append(
+            {
+                "pair": pair,
+                "bare_s": times["bare"],
+                "ours_s": times["ours"],
+                "bare_texts_per_s": len(texts) / times["bare"],
+                "ours_texts_per_s": len(texts) / times["ours"],
+                "ratio": ratio,
+                "max_abs_diff": diff,
+            }
+        )
+        print(
+            f"pair {pair}: bare {times['bare']:.1f}s ({len(texts) / times['bare']:.1f}/s), "
+            f"ours {times['ours']:.1f}s ({len(texts) / times['ours']:.1f}/s), "
+            f"ratio {ratio:.3f}, max |diff| {diff:.1e}",
+            flush=True,
+        )
     total_ratio = sum(r["bare_s"] for r in rows) / sum(r["ours_s"] for r in rows)
-    result = {"texts": len(texts), "batch_size": args.batch_size, "pairs": rows,
-              "ratio_total": total_ratio,
-              "ratio_median": statistics.median(r["ratio"] for r in rows)}
-    print(f"ratio (total time) {total_ratio:.3f}; median per pair {result['ratio_median']:.3f}"
-          f"; target >= 0.95: {'PASS' if total_ratio >= 0.95 else 'FAIL'}")
+    result = {
+        "texts": len(texts),
+        "batch_size": args.batch_size,
+        "pairs": rows,
+        "ratio_total": total_ratio,
+        "ratio_median": statistics.median(r["ratio"] for r in rows),
+    }
+    print(
+        f"ratio (total time) {total_ratio:.3f}; median per pair {result['ratio_median']:.3f}"
+        f"; target >= 0.95: {'PASS' if total_ratio >= 0.95 else 'FAIL'}"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

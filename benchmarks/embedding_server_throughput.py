@@ -44,12 +44,22 @@ def main() -> None:
     os.environ["BENCH_EMBEDDING_KEY"] = "bench-key"
     n_texts = args.requests * args.batch_size
     texts = [f"synthetic passage {i} about subject {i % 97}" for i in range(n_texts)]
-    with OpenAITestServer(dim=args.dim, latency_s=args.latency, api_key="bench-key") as server, \
-            tempfile.TemporaryDirectory() as cache:
-        config = EmbeddingConfig(provider="openai", model="bench", base_url=server.base_url,
-                                 api_key_env="BENCH_EMBEDDING_KEY", cache_dir=Path(cache),
-                                 batch_size=args.batch_size, max_concurrency=args.concurrency,
-                                 shard_size=n_texts, progress="off", timeout_s=30)
+    with (
+        OpenAITestServer(dim=args.dim, latency_s=args.latency, api_key="bench-key") as server,
+        tempfile.TemporaryDirectory() as cache,
+    ):
+        config = EmbeddingConfig(
+            provider="openai",
+            model="bench",
+            base_url=server.base_url,
+            api_key_env="BENCH_EMBEDDING_KEY",
+            cache_dir=Path(cache),
+            batch_size=args.batch_size,
+            max_concurrency=args.concurrency,
+            shard_size=n_texts,
+            progress="off",
+            timeout_s=30,
+        )
         get_provider(config)  # client construction is not part of the sustained rate
         start = time.perf_counter()
         matrix = embed_texts(texts, config)
@@ -58,16 +68,26 @@ def main() -> None:
         span = records[-1].finished - records[0].started
     limit = args.concurrency / args.latency
     sustained = len(records) / span
-    result = {"requests": len(records), "texts": n_texts, "latency_s": args.latency,
-              "max_concurrency": args.concurrency, "server_max_in_flight": server.max_in_flight,
-              "limit_rps": limit, "sustained_rps": sustained, "fraction": sustained / limit,
-              "wall_s_including_planning_and_assembly": wall,
-              "wall_rps": len(records) / wall, "shape": list(matrix.shape)}
+    result = {
+        "requests": len(records),
+        "texts": n_texts,
+        "latency_s": args.latency,
+        "max_concurrency": args.concurrency,
+        "server_max_in_flight": server.max_in_flight,
+        "limit_rps": limit,
+        "sustained_rps": sustained,
+        "fraction": sustained / limit,
+        "wall_s_including_planning_and_assembly": wall,
+        "wall_rps": len(records) / wall,
+        "shape": list(matrix.shape),
+    }
     print(json.dumps(result, indent=2))
-    print(f"sustained {sustained:.1f} req/s = {100 * sustained / limit:.1f}% of the "
-          f"{limit:.0f} req/s limit (end-to-end incl. planning and assembly: "
-          f"{100 * result['wall_rps'] / limit:.1f}%); target >= 90%: "
-          f"{'PASS' if sustained / limit >= 0.9 else 'FAIL'}")
+    print(
+        f"sustained {sustained:.1f} req/s = {100 * sustained / limit:.1f}% of the "
+        f"{limit:.0f} req/s limit (end-to-end incl. planning and assembly: "
+        f"{100 * result['wall_rps'] / limit:.1f}%); target >= 90%: "
+        f"{'PASS' if sustained / limit >= 0.9 else 'FAIL'}"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

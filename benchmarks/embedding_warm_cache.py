@@ -60,10 +60,17 @@ def main() -> None:
     texts = load_dataset(args.data).corpus_texts()[: args.n]
     with tempfile.TemporaryDirectory() as cache:
         with OpenAITestServer(dim=384, api_key="bench-key") as server:
-            config = EmbeddingConfig(provider="openai", model="bench", base_url=server.base_url,
-                                     api_key_env="BENCH_EMBEDDING_KEY", cache_dir=Path(cache),
-                                     batch_size=32, max_concurrency=8, max_retries=0,
-                                     progress="off")
+            config = EmbeddingConfig(
+                provider="openai",
+                model="bench",
+                base_url=server.base_url,
+                api_key_env="BENCH_EMBEDDING_KEY",
+                cache_dir=Path(cache),
+                batch_size=32,
+                max_concurrency=8,
+                max_retries=0,
+                progress="off",
+            )
             cold_start = time.perf_counter()
             embed_texts(texts, config, kind="document")
             cold = time.perf_counter() - cold_start
@@ -72,20 +79,31 @@ def main() -> None:
         runs = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", CHILD, args.data, str(args.n),
-                                   config.model_dump_json()], cwd=REPO, capture_output=True,
-                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, args.data, str(args.n), config.model_dump_json()],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
             total = time.perf_counter() - start
             if proc.returncode != 0:
                 raise SystemExit(f"warm run failed:\n{proc.stderr}")
             runs.append({"process_total_s": total, **json.loads(proc.stdout.splitlines()[-1])})
-    result = {"texts": len(texts), "cold_fill_s": cold, "cold_requests": cold_requests,
-              "cache_files": files, "warm_runs": runs,
-              "worst_process_total_s": max(r["process_total_s"] for r in runs)}
+    result = {
+        "texts": len(texts),
+        "cold_fill_s": cold,
+        "cold_requests": cold_requests,
+        "cache_files": files,
+        "warm_runs": runs,
+        "worst_process_total_s": max(r["process_total_s"] for r in runs),
+    }
     print(json.dumps(result, indent=2))
     worst = result["worst_process_total_s"]
-    print(f"warm re-run over {len(texts)} cached texts: {worst:.2f}s worst of {args.runs} "
-          f"(whole process); target < 5 s: {'PASS' if worst < 5 else 'FAIL'}")
+    print(
+        f"warm re-run over {len(texts)} cached texts: {worst:.2f}s worst of {args.runs} "
+        f"(whole process); target < 5 s: {'PASS' if worst < 5 else 'FAIL'}"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

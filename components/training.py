@@ -96,6 +96,19 @@ def nearest_neighbours(x: torch.Tensor, k: int, chunk_size: int = 4096) -> torch
     return torch.cat(out)
 
 
+@torch.no_grad()
+def neighbour_relevance(queries: torch.Tensor, documents: torch.Tensor, k: int) -> np.ndarray:
+    """``[q, n]`` 0/1 matrix marking each query's k nearest documents in full-d cosine.
+
+    The label-free relevance behind stage 1's ``neighbour_ndcg`` stopping signal: truncated
+    adapted retrieval should find what full-d retrieval of the original embeddings finds.
+    """
+    ranked = cosine_top_k(queries, documents, k)
+    relevance = np.zeros((queries.shape[0], documents.shape[0]), dtype=np.int8)
+    np.put_along_axis(relevance, ranked, 1, axis=1)
+    return relevance
+
+
 def _split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
     """A seeded (train, held-out) split of ``range(n)``; both sides get at least 2 rows."""
@@ -211,9 +224,9 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
     fit_pool, held_pool = pool[fit_idx.to(device)], pool[held_idx.to(device)]
     k = config.loss.top_k
     fit_neighbours = nearest_neighbours(fit_pool, k)
-    held_neighbours = nearest_neighbours(held_pool, k)
+    held_neighbours = (nearest_neighbours(held_pool, k)
+                       if train.unsupervised_stopping == "heldout_loss" else None)
     batch_size = min(config.train.unsupervised.batch_size, fit_pool.shape[0])
-    held_batches = torch.arange(held_pool.shape[0], device=device).split(batch_size)
     step_generator = torch.Generator().manual_seed(train.seed + 1)
 
     def compute_loss() -> LossTerms:
@@ -221,15 +234,28 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
         return unsupervised_terms(adaptor, fit_pool, fit_neighbours, anchors.to(device), config,
                                   dims, weights)
 
-    @torch.no_grad()
-    def evaluate() -> float:
-        adaptor.eval()
-        values = [unsupervised_terms(adaptor, held_pool, held_neighbours, batch, config, dims,
-                                     weights).total for batch in held_batches if len(batch) > 1]
-        return float(torch.stack(values).mean())
+    if train.unsupervised_stopping == "heldout_loss":
+        held_batches = torch.arange(held_pool.shape[0], device=device).split(batch_size)
+
+        @torch.no_grad()
+        def evaluate() -> float:
+            adaptor.eval()
+            values = [unsupervised_terms(adaptor, held_pool, held_neighbours, batch, config,
+                                         dims, weights).total
+                      for batch in held_batches if len(batch) > 1]
+            return float(torch.stack(values).mean())
+    else:
+        # At most 1,000 held-out documents as pseudo-queries keeps this cheap for big pools.
+        probes = held_pool[:1000]
+        relevance = neighbour_relevance(probes, fit_pool, k=10)
+
+        def evaluate() -> float:
+            return mean_ndcg_over_prefixes(adaptor, probes, fit_pool, relevance, dims)
 
     result = _run_stage("unsupervised", adaptor, train.unsupervised, compute_loss, evaluate,
-                        higher_is_better=False, score_name="heldout_loss")
+                        higher_is_better=train.unsupervised_stopping == "neighbour_ndcg",
+                        score_name=("heldout_loss" if train.unsupervised_stopping == "heldout_loss"
+                                    else "heldout_neighbour_ndcg"))
     return adaptor.cpu(), result
 
 

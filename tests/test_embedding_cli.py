@@ -33,7 +33,8 @@ def _params(path: Path, server: OpenAITestServer, cache: Path) -> Path:
         "dataset:\n  path: somewhere\n"
         "embedding:\n  provider: openai\n  model: cli-model\n"
         f"  base_url: {server.base_url}\n  api_key_env: CLI_TEST_KEY\n"
-        f"  cache_dir: {cache}\n  batch_size: 16\n  progress: log\n")
+        f"  cache_dir: {cache}\n  batch_size: 16\n  progress: log\n"
+    )
     return path
 
 
@@ -41,14 +42,29 @@ def test_cli_writes_matrices_in_dataset_order(server: OpenAITestServer, tmp_path
     dataset_dir = write_beir_dataset(tmp_path / "data", 50, 7)
     params = _params(tmp_path / "params.yaml", server, tmp_path / "cache")
     out = tmp_path / "emb"
-    assert main(["--dataset", str(dataset_dir), "--out", str(out), "--params", str(params),
-                 "--dimensions", "12"]) == 0
+    assert (
+        main(
+            [
+                "--dataset",
+                str(dataset_dir),
+                "--out",
+                str(out),
+                "--params",
+                str(params),
+                "--dimensions",
+                "12",
+            ]
+        )
+        == 0
+    )
     loaded = load_embeddings(out)
     dataset = load_dataset(dataset_dir)
-    np.testing.assert_allclose(loaded.corpus, expected_matrix(dataset.corpus_texts(), 12),
-                               rtol=1e-6)
-    np.testing.assert_allclose(loaded.queries, expected_matrix(dataset.query_texts(), 12),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.corpus, expected_matrix(dataset.corpus_texts(), 12), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        loaded.queries, expected_matrix(dataset.query_texts(), 12), rtol=1e-6
+    )
     assert loaded.corpus_ids == dataset.corpus["id"].tolist()
     assert loaded.query_ids == dataset.queries["id"].tolist()
     meta = json.loads((out / "meta.json").read_text())
@@ -60,22 +76,55 @@ def test_cli_writes_matrices_in_dataset_order(server: OpenAITestServer, tmp_path
     assert KEY not in (out / "meta.json").read_text()
 
 
-def test_subcommand_registration_and_input_errors(server: OpenAITestServer, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_subcommand_registration_and_input_errors(
+    server: OpenAITestServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     parser = argparse.ArgumentParser(prog="matryoshka")
     add_embed_command(parser.add_subparsers(dest="command"))
     dataset_dir = write_beir_dataset(tmp_path / "data", 5, 2)
-    args = parser.parse_args(["embed", "--dataset", str(dataset_dir), "--out",
-                              str(tmp_path / "o"), "--params", str(tmp_path / "missing.yaml"),
-                              "--provider", "openai", "--model", "m", "--batch-size", "5000"])
+    args = parser.parse_args(
+        [
+            "embed",
+            "--dataset",
+            str(dataset_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(tmp_path / "missing.yaml"),
+            "--provider",
+            "openai",
+            "--model",
+            "m",
+            "--batch-size",
+            "5000",
+        ]
+    )
     assert args.handler(args) == 2
     assert "batch_size=5000 exceeds the openai limit of 2048" in capsys.readouterr().err
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert main(["--dataset", str(dataset_dir), "--out", str(tmp_path / "o"),
-                 "--params", str(tmp_path / "missing.yaml"), "--provider", "openai",
-                 "--model", "m", "--cache-dir", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                str(dataset_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--params",
+                str(tmp_path / "missing.yaml"),
+                "--provider",
+                "openai",
+                "--model",
+                "m",
+                "--cache-dir",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "set the environment variable OPENAI_API_KEY" in capsys.readouterr().err
 
     assert main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
@@ -83,7 +132,20 @@ def test_subcommand_registration_and_input_errors(server: OpenAITestServer, tmp_
 
     server.set_fault("500")
     params = _params(tmp_path / "params.yaml", server, tmp_path / "cache2")
-    assert main(["--dataset", str(dataset_dir), "--out", str(tmp_path / "o"), "--params",
-                 str(params), "--max-retries", "0"]) == 1
+    assert (
+        main(
+            [
+                "--dataset",
+                str(dataset_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--params",
+                str(params),
+                "--max-retries",
+                "0",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "openai provider: shard 0 (documents 0-4), batch 1/1 (5 texts) failed" in err

@@ -32,8 +32,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[GoogleTestServer]:
     close_providers()
 
 
-def test_task_types_dimensions_and_separate_cache_keys(server: GoogleTestServer,
-                                                       tmp_path: Path) -> None:
+def test_task_types_dimensions_and_separate_cache_keys(
+    server: GoogleTestServer, tmp_path: Path
+) -> None:
     config = fast_config(server, tmp_path, provider="google")
     docs = embed_texts(TEXTS, config, kind="document")
     queries = embed_texts(TEXTS[:5], config, kind="query")
@@ -51,39 +52,51 @@ def test_task_types_dimensions_and_separate_cache_keys(server: GoogleTestServer,
     assert server.requests == []
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "stall", "truncated", "count", "dim", "nan",
-                                   "disconnect"])
-def test_transient_fault_is_survived(server: GoogleTestServer, tmp_path: Path,
-                                     fault: str) -> None:
+@pytest.mark.parametrize(
+    "fault", ["429", "500", "stall", "truncated", "count", "dim", "nan", "disconnect"]
+)
+def test_transient_fault_is_survived(server: GoogleTestServer, tmp_path: Path, fault: str) -> None:
     server.add_fault(fault, times=2)
     config = fast_config(server, tmp_path, provider="google", max_concurrency=1)
     matrix = embed_texts(TEXTS[:12], config, kind="query")
-    np.testing.assert_allclose(matrix, google_expected(TEXTS[:12], "RETRIEVAL_QUERY"),
-                               rtol=1e-6)
+    np.testing.assert_allclose(matrix, google_expected(TEXTS[:12], "RETRIEVAL_QUERY"), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("fault", "cause"), [
-    ("429", "rate limited (HTTP 429"), ("500", "server error (HTTP 500"),
-    ("stall", "timed out"), ("truncated", "malformed response"),
-    ("count", "7 vectors for 8 inputs"), ("dim", "dimension 15, expected 16"),
-    ("nan", "NaN or infinite"), ("disconnect", "connection error"),
-])
-def test_persistent_fault_is_reported_clearly(server: GoogleTestServer, tmp_path: Path,
-                                              fault: str, cause: str) -> None:
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [
+        ("429", "rate limited (HTTP 429"),
+        ("500", "server error (HTTP 500"),
+        ("stall", "timed out"),
+        ("truncated", "malformed response"),
+        ("count", "7 vectors for 8 inputs"),
+        ("dim", "dimension 15, expected 16"),
+        ("nan", "NaN or infinite"),
+        ("disconnect", "connection error"),
+    ],
+)
+def test_persistent_fault_is_reported_clearly(
+    server: GoogleTestServer, tmp_path: Path, fault: str, cause: str
+) -> None:
     server.set_fault(fault)
-    config = fast_config(server, tmp_path, provider="google", max_concurrency=1,
-                         max_retries=1)
+    config = fast_config(server, tmp_path, provider="google", max_concurrency=1, max_retries=1)
     with pytest.raises(EmbeddingError) as info:
         embed_texts(TEXTS[:8], config, kind="document")
     message = str(info.value)
-    assert message.startswith("google provider: shard 0 (documents 0-7), batch 1/1 (8 texts) "
-                              "failed after 2 attempt(s); last error:")
+    assert message.startswith(
+        "google provider: shard 0 (documents 0-7), batch 1/1 (8 texts) "
+        "failed after 2 attempt(s); last error:"
+    )
     assert cause in message
 
 
-def test_api_key_never_leaks(server: GoogleTestServer, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_api_key_never_leaks(
+    server: GoogleTestServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     canary = f"canary{uuid.uuid4().hex}"
     monkeypatch.setenv("TEST_EMBEDDING_API_KEY", canary)
     server.api_key = canary

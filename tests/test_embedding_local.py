@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,13 @@ from components.embedding.providers import bundled_model_path, provider_identity
 
 pytestmark = pytest.mark.slow
 
-TEXTS = ["The cat sat on the mat.", "Protein folding in yeast cells.", "",
-         "Quantum entanglement of photons over long distances.", "The cat sat on the mat."]
+TEXTS = [
+    "The cat sat on the mat.",
+    "Protein folding in yeast cells.",
+    "",
+    "Quantum entanglement of photons over long distances.",
+    "The cat sat on the mat.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +48,15 @@ def test_matches_bare_sentence_transformers_and_is_cached(model: object, tmp_pat
 
 
 def test_dimensions_truncate_and_split_long_texts(model: object, tmp_path: Path) -> None:
-    short = embed_texts(TEXTS[:2], EmbeddingConfig(cache_dir=tmp_path, dimensions=64,
-                                                   progress="off"))
+    short = embed_texts(
+        TEXTS[:2], EmbeddingConfig(cache_dir=tmp_path, dimensions=64, progress="off")
+    )
     assert short.shape == (2, 64)
     np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, rtol=1e-5)
     long_text = " ".join(f"token{i}" for i in range(60))
-    config = EmbeddingConfig(cache_dir=tmp_path, max_input_tokens=32, overlong="split",
-                             progress="off")
+    config = EmbeddingConfig(
+        cache_dir=tmp_path, max_input_tokens=32, overlong="split", progress="off"
+    )
     split = embed_texts([long_text], config)
     from components.embedding.local import LocalTokenizer
 
@@ -71,3 +80,20 @@ def test_embed_dataset_writes_artifacts(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["provider"] == "local" and meta["model"] == "all-MiniLM-L6-v2"
     assert meta["task_types"] == {"document": None, "query": None}
+
+
+def test_fully_cached_run_loads_no_model(tmp_path: Path) -> None:
+    config = EmbeddingConfig(cache_dir=tmp_path, progress="off")
+    embed_texts(TEXTS[:2], config)
+    code = (
+        "import sys\n"
+        "from components.embedding import EmbeddingConfig, embed_texts\n"
+        f"embed_texts({TEXTS[:2]!r}, EmbeddingConfig(cache_dir={str(tmp_path)!r}))\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'openai') "
+        "if m in sys.modules))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -41,11 +41,34 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
 
 
 def _args(dataset: Path, out: Path, cache: Path, server: OpenAITestServer) -> list[str]:
-    return ["--dataset", str(dataset), "--out", str(out), "--params", str(out / "none.yaml"),
-            "--provider", "openai", "--model", "resume-model", "--base-url", server.base_url,
-            "--api-key-env", "RESUME_TEST_KEY", "--cache-dir", str(cache),
-            "--batch-size", str(BATCH), "--max-concurrency", "3", "--timeout-s", "30",
-            "--progress", "log", "--shard-size", "250"]
+    return [
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--params",
+        str(out / "none.yaml"),
+        "--provider",
+        "openai",
+        "--model",
+        "resume-model",
+        "--base-url",
+        server.base_url,
+        "--api-key-env",
+        "RESUME_TEST_KEY",
+        "--cache-dir",
+        str(cache),
+        "--batch-size",
+        str(BATCH),
+        "--max-concurrency",
+        "3",
+        "--timeout-s",
+        "30",
+        "--progress",
+        "log",
+        "--shard-size",
+        "250",
+    ]
 
 
 def _segments(cache: Path) -> int:
@@ -53,14 +76,19 @@ def _segments(cache: Path) -> int:
 
 
 def test_sigkill_mid_corpus_then_rerun_matches_uninterrupted_run(
-        server: OpenAITestServer, tmp_path: Path) -> None:
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
     dataset = write_beir_dataset(tmp_path / "data", N_DOCS, N_QUERIES)
     cache, out = tmp_path / "cache", tmp_path / "out"
     server.hold_after(ANSWERED)
     env = {**os.environ, "RESUME_TEST_KEY": KEY, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "components.embedding",
-                             *_args(dataset, out, cache, server)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "components.embedding", *_args(dataset, out, cache, server)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while _segments(cache) < ANSWERED or server.in_flight < 3:

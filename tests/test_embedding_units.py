@@ -1,4 +1,4 @@
-"""Unit tests of the embedding stage's parts: config, batching, rate limits, retries, cache, store."""
+"""Unit tests of the embedding stage: config, batching, rate limits, retries, cache, store."""
 
 from __future__ import annotations
 
@@ -31,26 +31,44 @@ def test_params_yaml_section_validates_with_local_default() -> None:
     assert "embedding" in yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"provider": "openai"}, "embedding.model is required for provider 'openai'"),
-    ({"provider": "google", "model": "m", "batch_size": 101}, "exceeds the google limit of 100"),
-    ({"provider": "openai", "model": "m", "api_key_env": "sk-abcdefghijklmnop"},
-     "must be the NAME of an environment variable"),
-    ({"provider": "local", "api_key_env": "OPENAI_API_KEY"}, "needs no key"),
-    ({"provider": "openai", "model": "m", "base_url": "localhost:8000"},
-     "must start with http:// or https://"),
-    ({"provider": "openai", "model": "m", "max_batch_tokens": 5000, "tokens_per_minute": 100},
-     "exceeds tokens_per_minute"),
-    ({"unknown_field": 1}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"provider": "openai"}, "embedding.model is required for provider 'openai'"),
+        (
+            {"provider": "google", "model": "m", "batch_size": 101},
+            "exceeds the google limit of 100",
+        ),
+        (
+            {"provider": "openai", "model": "m", "api_key_env": "sk-abcdefghijklmnop"},
+            "must be the NAME of an environment variable",
+        ),
+        ({"provider": "local", "api_key_env": "OPENAI_API_KEY"}, "needs no key"),
+        (
+            {"provider": "openai", "model": "m", "base_url": "localhost:8000"},
+            "must start with http:// or https://",
+        ),
+        (
+            {
+                "provider": "openai",
+                "model": "m",
+                "max_batch_tokens": 5000,
+                "tokens_per_minute": 100,
+            },
+            "exceeds tokens_per_minute",
+        ),
+        ({"unknown_field": 1}, "Extra inputs are not permitted"),
+    ],
+)
 def test_config_rejects_bad_values_with_actionable_messages(values: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         EmbeddingConfig(**values)
 
 
 def test_config_is_frozen_and_public_dict_drops_url_credentials() -> None:
-    config = EmbeddingConfig(provider="openai", model="m",
-                             base_url="https://user:pw@host:8443/v1?key=abc")
+    config = EmbeddingConfig(
+        provider="openai", model="m", base_url="https://user:pw@host:8443/v1?key=abc"
+    )
     with pytest.raises(ValidationError):
         config.batch_size = 3  # type: ignore[misc]
     assert config.public_dict()["base_url"] == "https://host:8443/v1"
@@ -69,8 +87,9 @@ def test_redact_scrubs_env_secrets_and_key_shapes(monkeypatch: pytest.MonkeyPatc
 def test_plan_units_truncates_or_splits_and_never_drops() -> None:
     long_text = " ".join(f"w{i}" for i in range(300))  # ~1190 chars
     estimate = len  # 1 token per char for the test
-    truncated = plan_units(["short", long_text], max_tokens=100, overlong="truncate",
-                           estimate=estimate)
+    truncated = plan_units(
+        ["short", long_text], max_tokens=100, overlong="truncate", estimate=estimate
+    )
     assert truncated.truncated == 1 and len(truncated.units) == 2
     assert len(truncated.units[1]) <= 100 and long_text.startswith(truncated.units[1])
     split = plan_units(["short", long_text], max_tokens=100, overlong="split", estimate=estimate)
@@ -107,14 +126,14 @@ class FakeClock:
 
 def test_rate_limiter_spaces_requests_and_tokens() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(requests_per_minute=60, tokens_per_minute=None, burst_s=1.0,
-                          clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(
+        requests_per_minute=60, tokens_per_minute=None, burst_s=1.0, clock=clock, sleep=clock.sleep
+    )
     for _ in range(5):
         limiter.acquire()
     assert 3.9 <= clock.now <= 4.1  # 1/s after a burst of one
     clock2 = FakeClock()
-    tokens = RateLimiter(None, tokens_per_minute=600, burst_s=1.0, clock=clock2,
-                         sleep=clock2.sleep)
+    tokens = RateLimiter(None, tokens_per_minute=600, burst_s=1.0, clock=clock2, sleep=clock2.sleep)
     for _ in range(3):
         tokens.acquire(tokens=20)  # 10 tokens/s, each request costs 2 s
     assert 3.5 <= clock2.now <= 4.5
@@ -134,7 +153,7 @@ def test_parse_retry_after_forms() -> None:
 def test_backoff_is_exponential_jittered_and_honours_retry_after() -> None:
     policy = RetryPolicy(max_retries=5, initial_s=1.0, max_s=8.0)
     delays = [policy.backoff(a) for a in range(6)]
-    assert all(0.5 * min(8, 2 ** a) <= d <= min(8, 2 ** a) for a, d in enumerate(delays))
+    assert all(0.5 * min(8, 2**a) <= d <= min(8, 2**a) for a, d in enumerate(delays))
     assert policy.backoff(0, retry_after=5.0) >= 5.0
 
 
@@ -197,7 +216,7 @@ def test_cache_compaction_keeps_every_vector(tmp_path: Path) -> None:
     keys = [text_key(f"t{i}") for i in range(20)]
     vecs = _vectors(20)
     for start in range(0, 20, 4):
-        cache.put(keys[start:start + 4], vecs[start:start + 4])
+        cache.put(keys[start : start + 4], vecs[start : start + 4])
     cache.put(keys[:4], vecs[:4])  # duplicate batch: same content-addressed file
     assert cache.segment_count() == 5
     pack = cache.compact(min_segments=2)
@@ -240,20 +259,33 @@ def test_cache_shared_by_concurrent_processes(tmp_path: Path) -> None:
 def test_store_round_trip_and_validation(tmp_path: Path) -> None:
     corpus, queries = _vectors(3), _vectors(2, seed=1)
     out = tmp_path / "emb"
-    save_embeddings(out, corpus_ids=["a", "b", "c"], corpus=corpus, query_ids=["q1", "q2"],
-                    queries=queries, meta={"provider": "local", "model": "m"})
+    save_embeddings(
+        out,
+        corpus_ids=["a", "b", "c"],
+        corpus=corpus,
+        query_ids=["q1", "q2"],
+        queries=queries,
+        meta={"provider": "local", "model": "m"},
+    )
     loaded = load_embeddings(out)
     np.testing.assert_array_equal(loaded.corpus, corpus)
     assert loaded.query_ids == ["q1", "q2"] and loaded.meta["n_corpus"] == 3
     assert loaded.meta["dimensions"] == 4 and "created_at" in loaded.meta
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["corpus.npy", "queries.npy", "corpus_ids.json", "queries_ids.json", "meta.json"])
+        ["corpus.npy", "queries.npy", "corpus_ids.json", "queries_ids.json", "meta.json"]
+    )
     ids, matrix, _, _, meta = loaded.as_tuple()
     assert ids == ["a", "b", "c"] and matrix.dtype == np.float32 and meta["model"] == "m"
 
     with pytest.raises(EmbeddingStoreError, match="corpus.npy: 3 rows but 2 corpus ids"):
-        save_embeddings(tmp_path / "bad", corpus_ids=["a", "b"], corpus=corpus,
-                        query_ids=[], queries=np.zeros((0, 4), np.float32), meta={})
+        save_embeddings(
+            tmp_path / "bad",
+            corpus_ids=["a", "b"],
+            corpus=corpus,
+            query_ids=[],
+            queries=np.zeros((0, 4), np.float32),
+            meta={},
+        )
     bad = corpus.copy()
     bad[1, 1] = np.nan
     np.save(out / "corpus.npy", bad)

@@ -25,7 +25,18 @@ from .extract import (
 from .store import EmbeddingArtifacts, EmbeddingStoreError, load_embeddings, save_embeddings
 
 __all__ = [
-    "EmbeddingArtifacts", "EmbeddingConfig", "EmbeddingError", "EmbeddingStoreError", "Shard",
-    "ShardReport", "collect_embeddings", "embed_dataset", "embed_shard", "embed_texts",
-    "load_embedding_config", "load_embeddings", "plan_shards", "save_embeddings",
+    "EmbeddingArtifacts",
+    "EmbeddingConfig",
+    "EmbeddingError",
+    "EmbeddingStoreError",
+    "Shard",
+    "ShardReport",
+    "collect_embeddings",
+    "embed_dataset",
+    "embed_shard",
+    "embed_texts",
+    "load_embedding_config",
+    "load_embeddings",
+    "plan_shards",
+    "save_embeddings",
 ]

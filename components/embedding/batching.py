@@ -70,9 +70,14 @@ class UnitPlan:
     split: int = 0
 
 
-def plan_units(texts: Sequence[str], *, max_tokens: int | None, overlong: str,
-               estimate: Callable[[str], int],
-               spans: Callable[[str, int], list[tuple[int, int]]] | None = None) -> UnitPlan:
+def plan_units(
+    texts: Sequence[str],
+    *,
+    max_tokens: int | None,
+    overlong: str,
+    estimate: Callable[[str], int],
+    spans: Callable[[str, int], list[tuple[int, int]]] | None = None,
+) -> UnitPlan:
     """Map texts to units, truncating or splitting inputs over ``max_tokens``.
 
     Args:
@@ -91,8 +96,11 @@ def plan_units(texts: Sequence[str], *, max_tokens: int | None, overlong: str,
             owners.append([(len(units), 1.0)])
             units.append(text)
             continue
-        pieces = (spans(text, max_tokens) if spans is not None
-                  else _cut_points(text, max(1, _default_chars(text, max_tokens, estimate))))
+        pieces = (
+            spans(text, max_tokens)
+            if spans is not None
+            else _cut_points(text, max(1, _default_chars(text, max_tokens, estimate)))
+        )
         if overlong == "truncate":
             start, end = pieces[0]
             owners.append([(len(units), 1.0)])
@@ -115,8 +123,9 @@ def _default_chars(text: str, max_tokens: int, estimate: Callable[[str], int]) -
     return max(1, int(len(text) * max_tokens / tokens) - 1)
 
 
-def make_batches(sizes: Sequence[int], *, max_items: int,
-                 max_tokens: int | None) -> list[list[int]]:
+def make_batches(
+    sizes: Sequence[int], *, max_items: int, max_tokens: int | None
+) -> list[list[int]]:
     """Group positions ``0..n-1`` into batches of at most ``max_items`` and ``max_tokens``.
 
     ``sizes`` are token estimates in the order the positions should be sent; a single
@@ -131,8 +140,9 @@ def make_batches(sizes: Sequence[int], *, max_items: int,
     current: list[int] = []
     tokens = 0
     for position, size in enumerate(sizes):
-        if current and (len(current) >= max_items
-                        or (max_tokens is not None and tokens + size > max_tokens)):
+        if current and (
+            len(current) >= max_items or (max_tokens is not None and tokens + size > max_tokens)
+        ):
             batches.append(current)
             current, tokens = [], 0
         current.append(position)

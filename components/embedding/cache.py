@@ -132,8 +132,11 @@ class EmbeddingCache:
             The number of newly indexed files.
         """
         with self._lock:
-            names = sorted(n for n in os.listdir(self.dir)
-                           if n.endswith(".npz") and n.startswith(("seg-", "pack-")))
+            names = sorted(
+                n
+                for n in os.listdir(self.dir)
+                if n.endswith(".npz") and n.startswith(("seg-", "pack-"))
+            )
             new = [n for n in names if n not in self._known]
             for name in new:
                 try:
@@ -144,8 +147,13 @@ class EmbeddingCache:
                 file_id = len(self._files)
                 self._files.append(name)
                 self._known.add(name)
-                self._parts.append((keys, np.full(len(keys), file_id, dtype=np.int32),
-                                    np.arange(len(keys), dtype=np.int64)))
+                self._parts.append(
+                    (
+                        keys,
+                        np.full(len(keys), file_id, dtype=np.int32),
+                        np.arange(len(keys), dtype=np.int64),
+                    )
+                )
             if new:
                 self._sorted = None
             return len(new)
@@ -156,7 +164,8 @@ class EmbeddingCache:
         elif dim != self.dim:
             raise CacheCorruptError(
                 f"{self.dir / name}: vectors have dimension {dim} but the namespace already "
-                f"holds dimension {self.dim}; delete {self.dir} to rebuild this namespace")
+                f"holds dimension {self.dim}; delete {self.dir} to rebuild this namespace"
+            )
 
     def _read_keys(self, path: Path) -> tuple[np.ndarray, int]:
         """The keys of a file and its vector dimension, without reading the vectors."""
@@ -166,8 +175,11 @@ class EmbeddingCache:
                     raw = np.lib.format.read_array(handle)
                 with archive.open("vectors.npy") as handle:
                     version = np.lib.format.read_magic(handle)
-                    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
+                    reader = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape = reader(handle)[0]
             dim = int(shape[1])
             if raw.shape != (shape[0], 32):
@@ -175,8 +187,10 @@ class EmbeddingCache:
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile, EOFError) as exc:
-            raise CacheCorruptError(f"{path}: unreadable cache file ({exc}); delete it and "
-                                    "re-run (only its texts will be requested again)") from exc
+            raise CacheCorruptError(
+                f"{path}: unreadable cache file ({exc}); delete it and "
+                "re-run (only its texts will be requested again)"
+            ) from exc
         return np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1).view(KEY_DTYPE), dim
 
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,8 +210,11 @@ class EmbeddingCache:
     def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         skeys, sfiles, srows = self._index()
         if len(skeys) == 0 or len(keys) == 0:
-            return (np.zeros(len(keys), bool), np.zeros(len(keys), np.int32),
-                    np.zeros(len(keys), np.int64))
+            return (
+                np.zeros(len(keys), bool),
+                np.zeros(len(keys), np.int32),
+                np.zeros(len(keys), np.int64),
+            )
         pos = np.clip(np.searchsorted(skeys, keys), 0, len(skeys) - 1)
         found = skeys[pos] == keys
         return found, sfiles[pos], srows[pos]
@@ -217,8 +234,9 @@ class EmbeddingCache:
         for attempt in range(2):
             found, files, rows = self._locate(karr)
             if not found.all():
-                raise KeyError(f"{int((~found).sum())} of {len(karr)} texts are not in the "
-                               f"cache {self.dir}")
+                raise KeyError(
+                    f"{int((~found).sum())} of {len(karr)} texts are not in the cache {self.dir}"
+                )
             if len(karr) == 0:
                 return np.zeros((0, self.dim or 0), dtype=np.float32)
             out = np.empty((len(karr), self.dim or 0), dtype=np.float32)
@@ -252,8 +270,10 @@ class EmbeddingCache:
             raise ValueError(f"put: {len(karr)} keys but vectors of shape {vectors.shape}")
         with self._lock:
             if self.dim is not None and vectors.shape[1] != self.dim:
-                raise ValueError(f"put: vectors of dimension {vectors.shape[1]} into cache "
-                                 f"namespace {self.dir} holding dimension {self.dim}")
+                raise ValueError(
+                    f"put: vectors of dimension {vectors.shape[1]} into cache "
+                    f"namespace {self.dir} holding dimension {self.dim}"
+                )
         raw = karr.view(np.uint8).reshape(-1, 32)
         name = f"seg-{hashlib.sha256(raw.tobytes()).hexdigest()[:32]}.npz"
         path = self.dir / name
@@ -265,8 +285,13 @@ class EmbeddingCache:
                 file_id = len(self._files)
                 self._files.append(name)
                 self._known.add(name)
-                self._parts.append((karr.copy(), np.full(len(karr), file_id, np.int32),
-                                    np.arange(len(karr), dtype=np.int64)))
+                self._parts.append(
+                    (
+                        karr.copy(),
+                        np.full(len(karr), file_id, np.int32),
+                        np.arange(len(karr), dtype=np.int64),
+                    )
+                )
                 self._sorted = None
         return path
 
@@ -310,6 +335,7 @@ class EmbeddingCache:
                 with contextlib.suppress(FileNotFoundError):
                     (self.dir / name).unlink()
             self._forget_missing()
-            log.info("cache %s: compacted %d batch files into %s", self.dir, len(segments),
-                     pack.name)
+            log.info(
+                "cache %s: compacted %d batch files into %s", self.dir, len(segments), pack.name
+            )
             return pack

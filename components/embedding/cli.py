@@ -42,17 +42,27 @@ _OVERRIDES: dict[str, tuple[str, Any, str]] = {
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, type=Path,
-                        help="dataset directory (BEIR layout or user format)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output directory for corpus.npy, queries.npy, ids, meta.json")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="params file with an 'embedding:' section (default params.yaml; "
-                             "missing file = defaults)")
+    parser.add_argument(
+        "--dataset", required=True, type=Path, help="dataset directory (BEIR layout or user format)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output directory for corpus.npy, queries.npy, ids, meta.json",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file with an 'embedding:' section (default params.yaml; "
+        "missing file = defaults)",
+    )
     for flag, (_, kind, help_text) in _OVERRIDES.items():
         parser.add_argument(flag, type=kind, default=None, help=help_text)
-    parser.add_argument("--no-normalize", action="store_true",
-                        help="keep raw vectors (default: L2-normalised)")
+    parser.add_argument(
+        "--no-normalize", action="store_true", help="keep raw vectors (default: L2-normalised)"
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
 
@@ -65,8 +75,11 @@ def add_embed_command(subparsers: Any) -> argparse.ArgumentParser:
         >>> _ = add_embed_command(sub)
     """
     parser = subparsers.add_parser(
-        "embed", help="embed a dataset into the cache and write the matrices",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "embed",
+        help="embed a dataset into the cache and write the matrices",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(parser)
     parser.set_defaults(handler=run_embed_command)
     return parser
@@ -76,8 +89,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """Build the EmbeddingConfig from ``--params`` plus flag overrides."""
     from .config import EmbeddingConfig, load_embedding_config
 
-    overrides = {field: getattr(args, flag[2:].replace("-", "_"))
-                 for flag, (field, _, _) in _OVERRIDES.items()}
+    overrides = {
+        field: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (field, _, _) in _OVERRIDES.items()
+    }
     if args.no_normalize:
         overrides["normalize"] = False
     if args.params is not None and Path(args.params).exists():
@@ -91,8 +106,10 @@ def run_embed_command(args: argparse.Namespace) -> int:
 
     configure_environment()
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     from pydantic import ValidationError
 
     from components.data import DataFormatError, load_dataset
@@ -114,16 +131,23 @@ def run_embed_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
-    log.info("wrote %s: corpus %s, queries %s (%s, %s)", artifacts.out_dir,
-             artifacts.corpus.shape, artifacts.queries.shape, artifacts.meta["provider"],
-             artifacts.meta["model"])
+    log.info(
+        "wrote %s: corpus %s, queries %s (%s, %s)",
+        artifacts.out_dir,
+        artifacts.corpus.shape,
+        artifacts.queries.shape,
+        artifacts.meta["provider"],
+        artifacts.meta["model"],
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry point (``python -m components.embedding``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m components.embedding", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m components.embedding",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(parser)
     return run_embed_command(parser.parse_args(argv))

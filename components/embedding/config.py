@@ -32,15 +32,21 @@ PROVIDER_MAX_BATCH_SIZE: dict[str, int] = {"local": 100_000, "openai": 2048, "go
 #: Default most tokens per input when ``max_input_tokens`` is not set (OpenAI text-embedding-3:
 #: 8191; Gemini embedding models: 2048; local: the model's own ``max_seq_length``).
 PROVIDER_DEFAULT_MAX_INPUT_TOKENS: dict[str, int | None] = {
-    "local": None, "openai": 8191, "google": 2048,
+    "local": None,
+    "openai": 8191,
+    "google": 2048,
 }
 #: Default most tokens summed over one request (OpenAI: 300,000).
 PROVIDER_DEFAULT_MAX_BATCH_TOKENS: dict[str, int | None] = {
-    "local": None, "openai": 300_000, "google": None,
+    "local": None,
+    "openai": 300_000,
+    "google": None,
 }
 #: The environment variable read for the key when ``api_key_env`` is not set.
 PROVIDER_DEFAULT_KEY_ENV: dict[str, str | None] = {
-    "local": None, "openai": "OPENAI_API_KEY", "google": "GEMINI_API_KEY",
+    "local": None,
+    "openai": "OPENAI_API_KEY",
+    "google": "GEMINI_API_KEY",
 }
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -129,34 +135,51 @@ class EmbeddingConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> EmbeddingConfig:
         if self.provider in ("openai", "google") and not self.model:
-            example = ("text-embedding-3-small" if self.provider == "openai"
-                       else "gemini-embedding-001")
-            raise ValueError(f"embedding.model is required for provider '{self.provider}', "
-                             f"e.g. model: {example}")
+            example = (
+                "text-embedding-3-small" if self.provider == "openai" else "gemini-embedding-001"
+            )
+            raise ValueError(
+                f"embedding.model is required for provider '{self.provider}', e.g. model: {example}"
+            )
         limit = PROVIDER_MAX_BATCH_SIZE[self.provider]
         if self.batch_size > limit:
-            raise ValueError(f"embedding.batch_size={self.batch_size} exceeds the "
-                             f"{self.provider} limit of {limit} inputs per request; "
-                             f"set batch_size <= {limit}")
-        if self.api_key_env is not None and (_LOOKS_LIKE_KEY.match(self.api_key_env)
-                                             or not _ENV_NAME.match(self.api_key_env)):
-            raise ValueError("embedding.api_key_env must be the NAME of an environment "
-                             "variable (e.g. OPENAI_API_KEY), not a key; never put keys in "
-                             "params.yaml")
+            raise ValueError(
+                f"embedding.batch_size={self.batch_size} exceeds the "
+                f"{self.provider} limit of {limit} inputs per request; "
+                f"set batch_size <= {limit}"
+            )
+        if self.api_key_env is not None and (
+            _LOOKS_LIKE_KEY.match(self.api_key_env) or not _ENV_NAME.match(self.api_key_env)
+        ):
+            raise ValueError(
+                "embedding.api_key_env must be the NAME of an environment "
+                "variable (e.g. OPENAI_API_KEY), not a key; never put keys in "
+                "params.yaml"
+            )
         if self.provider == "local" and self.api_key_env is not None:
-            raise ValueError("embedding.api_key_env is set but provider 'local' needs no key; "
-                             "remove it or choose provider openai/google")
+            raise ValueError(
+                "embedding.api_key_env is set but provider 'local' needs no key; "
+                "remove it or choose provider openai/google"
+            )
         if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError(f"embedding.backoff_max_s={self.backoff_max_s} is below "
-                             f"backoff_initial_s={self.backoff_initial_s}")
-        if (self.max_batch_tokens is not None and self.tokens_per_minute is not None
-                and self.max_batch_tokens > self.tokens_per_minute):
-            raise ValueError(f"embedding.max_batch_tokens={self.max_batch_tokens} exceeds "
-                             f"tokens_per_minute={self.tokens_per_minute:g}: one request "
-                             "could never be sent; lower max_batch_tokens")
+            raise ValueError(
+                f"embedding.backoff_max_s={self.backoff_max_s} is below "
+                f"backoff_initial_s={self.backoff_initial_s}"
+            )
+        if (
+            self.max_batch_tokens is not None
+            and self.tokens_per_minute is not None
+            and self.max_batch_tokens > self.tokens_per_minute
+        ):
+            raise ValueError(
+                f"embedding.max_batch_tokens={self.max_batch_tokens} exceeds "
+                f"tokens_per_minute={self.tokens_per_minute:g}: one request "
+                "could never be sent; lower max_batch_tokens"
+            )
         if self.base_url is not None and not re.match(r"^https?://", self.base_url):
-            raise ValueError(f"embedding.base_url must start with http:// or https://, got "
-                             f"{self.base_url!r}")
+            raise ValueError(
+                f"embedding.base_url must start with http:// or https://, got {self.base_url!r}"
+            )
         return self
 
     # --- resolved values -------------------------------------------------------------------
@@ -207,8 +230,9 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def load_embedding_config(path: str | Path = "params.yaml",
-                          overrides: dict[str, Any] | None = None) -> EmbeddingConfig:
+def load_embedding_config(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> EmbeddingConfig:
     """Read the ``embedding:`` section of ``params.yaml`` and apply overrides.
 
     Args:
@@ -221,7 +245,8 @@ def load_embedding_config(path: str | Path = "params.yaml",
     raw = yaml.safe_load(Path(path).read_text()) or {}
     section = raw.get("embedding") or {}
     if not isinstance(section, dict):
-        raise ValueError(f"{path}: the 'embedding' section must be a mapping, got "
-                         f"{type(section).__name__}")
+        raise ValueError(
+            f"{path}: the 'embedding' section must be a mapping, got {type(section).__name__}"
+        )
     merged = {**section, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     return EmbeddingConfig.model_validate(merged)

@@ -75,6 +75,6 @@ class EmbeddingError(RuntimeError):
         self.cause = redact(cause)
         super().__init__(
             f"{provider} provider: {batch} failed after {attempts} attempt(s); last error: "
-            f"{self.cause.rstrip('.')}. Everything finished before this batch is in the cache; re-run to "
-            "resume (only missing texts are requested)."
+            f"{self.cause.rstrip('.')}. Everything finished before this batch is in the "
+            "cache; re-run to resume (only missing texts are requested)."
         )

@@ -118,8 +118,10 @@ def plan_shards(n_texts: int, config: EmbeddingConfig, *, kind: Kind = "document
         [(0, 2), (2, 4), (4, 5)]
     """
     size = config.shard_size
-    return [Shard(index=i, start=start, stop=min(n_texts, start + size), kind=kind)
-            for i, start in enumerate(range(0, n_texts, size))]
+    return [
+        Shard(index=i, start=start, stop=min(n_texts, start + size), kind=kind)
+        for i, start in enumerate(range(0, n_texts, size))
+    ]
 
 
 # --- per-process shared state -------------------------------------------------------------
@@ -130,13 +132,19 @@ _STATE_LOCK = threading.Lock()
 
 def namespace_for(config: EmbeddingConfig, identity: ProviderIdentity, kind: Kind) -> Namespace:
     """The cache namespace of texts of ``kind`` under ``config``."""
-    return Namespace(provider=identity.provider, model=identity.model,
-                     dimensions=config.dimensions, normalize=config.normalize,
-                     task=identity.task(kind), tag=config.cache_tag)
+    return Namespace(
+        provider=identity.provider,
+        model=identity.model,
+        dimensions=config.dimensions,
+        normalize=config.normalize,
+        task=identity.task(kind),
+        tag=config.cache_tag,
+    )
 
 
-def open_cache(config: EmbeddingConfig, kind: Kind,
-               identity: ProviderIdentity | None = None) -> EmbeddingCache:
+def open_cache(
+    config: EmbeddingConfig, kind: Kind, identity: ProviderIdentity | None = None
+) -> EmbeddingCache:
     """The (process-wide shared) cache for texts of ``kind`` under ``config``."""
     identity = identity or provider_identity(config)
     namespace = namespace_for(config, identity, kind)
@@ -172,8 +180,9 @@ class _Prepared:
 _TOKENIZERS: dict[str, object] = {}
 
 
-def _token_tools(config: EmbeddingConfig, identity: ProviderIdentity) -> tuple[
-        Callable[[str], int], Callable[[str, int], list[tuple[int, int]]] | None, int | None]:
+def _token_tools(
+    config: EmbeddingConfig, identity: ProviderIdentity
+) -> tuple[Callable[[str], int], Callable[[str, int], list[tuple[int, int]]] | None, int | None]:
     """(estimate, spans, max tokens per unit) for planning, without loading any model."""
     if identity.provider != "local":
         return byte_estimator(config.chars_per_token), None, identity.max_input_tokens
@@ -192,27 +201,31 @@ def _token_tools(config: EmbeddingConfig, identity: ProviderIdentity) -> tuple[
     return tokenizer.count, tokenizer.spans, tokenizer.budget
 
 
-def _prepare(texts: Sequence[str], config: EmbeddingConfig, identity: ProviderIdentity,
-             kind: Kind) -> _Prepared:
+def _prepare(
+    texts: Sequence[str], config: EmbeddingConfig, identity: ProviderIdentity, kind: Kind
+) -> _Prepared:
     prefix = config.prefix(kind)
     sent = [prefix + t for t in texts] if prefix else list(texts)
     if identity.provider != "local":
         # APIs reject empty inputs; a single space embeds "nothing" deterministically.
         sent = [s if s.strip() else " " for s in sent]
     estimate, spans, max_tokens = _token_tools(config, identity)
-    plan = plan_units(sent, max_tokens=max_tokens, overlong=config.overlong,
-                      estimate=estimate, spans=spans)
+    plan = plan_units(
+        sent, max_tokens=max_tokens, overlong=config.overlong, estimate=estimate, spans=spans
+    )
     keys = keys_array([text_key(u) for u in plan.units])
-    sizes = [estimate(u) for u in plan.units] if identity.provider != "local" else \
-        [len(u) for u in plan.units]
+    sizes = (
+        [estimate(u) for u in plan.units]
+        if identity.provider != "local"
+        else [len(u) for u in plan.units]
+    )
     return _Prepared(plan.units, plan.owners, keys, sizes, plan.truncated, plan.split)
 
 
 def _normalize(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     if (norms == 0).any():
-        log.warning("%d zero vector(s) cannot be normalised and stay zero",
-                    int((norms == 0).sum()))
+        log.warning("%d zero vector(s) cannot be normalised and stay zero", int((norms == 0).sum()))
     return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32, copy=False)
 
 
@@ -220,14 +233,22 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
 class _BatchRunner:
     """Sends batches with retries, validates, normalises and caches each as it finishes."""
 
-    def __init__(self, config: EmbeddingConfig, provider: EmbeddingProvider,
-                 cache: EmbeddingCache, kind: Kind, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        config: EmbeddingConfig,
+        provider: EmbeddingProvider,
+        cache: EmbeddingCache,
+        kind: Kind,
+        progress: Progress | None,
+    ) -> None:
         self.config, self.provider, self.cache, self.kind = config, provider, cache, kind
         self.progress = progress
         self.limiter = _limiter(config)
-        self.policy = RetryPolicy(max_retries=config.max_retries,
-                                  initial_s=config.backoff_initial_s,
-                                  max_s=config.backoff_max_s)
+        self.policy = RetryPolicy(
+            max_retries=config.max_retries,
+            initial_s=config.backoff_initial_s,
+            max_s=config.backoff_max_s,
+        )
         self.stop = threading.Event()
         self.slots = threading.BoundedSemaphore(config.max_concurrency)
         self._dim_lock = threading.Lock()
@@ -239,29 +260,34 @@ class _BatchRunner:
             matrix = self.provider.embed_batch(texts, self.kind)
         with self._dim_lock:
             expected = self.dim
-        matrix = check_matrix(np.asarray(matrix), expected_rows=len(texts),
-                              expected_dim=expected)
+        matrix = check_matrix(np.asarray(matrix), expected_rows=len(texts), expected_dim=expected)
         if expected is None:
             with self._dim_lock:
                 if self.dim is None:
                     self.dim = matrix.shape[1]
                 elif self.dim != matrix.shape[1]:
-                    raise ResponseValidationError(f"response vectors have dimension "
-                                                  f"{matrix.shape[1]}, expected {self.dim}")
+                    raise ResponseValidationError(
+                        f"response vectors have dimension {matrix.shape[1]}, expected {self.dim}"
+                    )
         return _normalize(matrix) if self.config.normalize else matrix
 
     def run(self, texts: list[str], keys: np.ndarray, tokens: int, label: str) -> None:
         matrix = call_with_retries(
-            lambda: self._attempt(texts, tokens), self.policy,
-            provider=self.provider.identity.provider, batch=label,
-            on_retry_after=self.limiter.pause, stop=self.stop)
+            lambda: self._attempt(texts, tokens),
+            self.policy,
+            provider=self.provider.identity.provider,
+            batch=label,
+            on_retry_after=self.limiter.pause,
+            stop=self.stop,
+        )
         self.cache.put(keys, matrix)
         if self.progress is not None:
             self.progress.update(len(texts))
 
 
-def embed_shard(texts: Sequence[str], shard: Shard, config: EmbeddingConfig, *,
-                progress: Progress | None = None) -> ShardReport:
+def embed_shard(
+    texts: Sequence[str], shard: Shard, config: EmbeddingConfig, *, progress: Progress | None = None
+) -> ShardReport:
     """Embed the texts of one shard that are not cached yet, writing them to the cache.
 
     Safe to run as an independent task (another thread, process or machine sharing
@@ -280,38 +306,50 @@ def embed_shard(texts: Sequence[str], shard: Shard, config: EmbeddingConfig, *,
     identity = provider_identity(config)
     cache = open_cache(config, shard.kind, identity)
     cache.refresh()
-    prepared = _prepare(texts[shard.start:shard.stop], config, identity, shard.kind)
+    prepared = _prepare(texts[shard.start : shard.stop], config, identity, shard.kind)
     _, first = np.unique(prepared.keys, return_index=True)
     unique = np.sort(first)
     missing = unique[~cache.contains(prepared.keys[unique])]
-    report = dict(shard=shard, texts=len(shard), units=len(unique),
-                  cached=len(unique) - len(missing), truncated=prepared.truncated,
-                  split=prepared.split)
+    report = dict(
+        shard=shard,
+        texts=len(shard),
+        units=len(unique),
+        cached=len(unique) - len(missing),
+        truncated=prepared.truncated,
+        split=prepared.split,
+    )
     if len(missing) == 0:
-        return ShardReport(**report, embedded=0, requests=0,
-                           seconds=time.monotonic() - started)
+        return ShardReport(**report, embedded=0, requests=0, seconds=time.monotonic() - started)
     # Longest first, like SentenceTransformer.encode: similar lengths share a batch.
     order = sorted(missing.tolist(), key=lambda i: -len(prepared.units[i]))
     api = identity.provider != "local"
-    batches = make_batches([prepared.sizes[i] for i in order],
-                           max_items=min(config.batch_size, identity.max_batch_size),
-                           max_tokens=config.effective_max_batch_tokens() if api else None)
+    batches = make_batches(
+        [prepared.sizes[i] for i in order],
+        max_items=min(config.batch_size, identity.max_batch_size),
+        max_tokens=config.effective_max_batch_tokens() if api else None,
+    )
     provider = get_provider(config)
     runner = _BatchRunner(config, provider, cache, shard.kind, progress)
     jobs = []
     for number, batch in enumerate(batches, start=1):
         idx = [order[p] for p in batch]
-        label = (f"{shard.describe()}, batch {number}/{len(batches)} "
-                 f"({len(idx)} texts)")
-        jobs.append(([prepared.units[i] for i in idx], prepared.keys[idx],
-                     sum(prepared.sizes[i] for i in idx), label))
+        label = f"{shard.describe()}, batch {number}/{len(batches)} ({len(idx)} texts)"
+        jobs.append(
+            (
+                [prepared.units[i] for i in idx],
+                prepared.keys[idx],
+                sum(prepared.sizes[i] for i in idx),
+                label,
+            )
+        )
     if not api or config.max_concurrency == 1:
         for job in jobs:
             runner.run(*job)
     else:
         _run_concurrently(runner, jobs, config.max_concurrency)
-    return ShardReport(**report, embedded=len(missing), requests=len(batches),
-                       seconds=time.monotonic() - started)
+    return ShardReport(
+        **report, embedded=len(missing), requests=len(batches), seconds=time.monotonic() - started
+    )
 
 
 def _run_concurrently(runner: _BatchRunner, jobs: list, max_concurrency: int) -> None:
@@ -349,8 +387,9 @@ def _run_concurrently(runner: _BatchRunner, jobs: list, max_concurrency: int) ->
 
 
 # --- assembling -----------------------------------------------------------------------------
-def collect_embeddings(texts: Sequence[str], config: EmbeddingConfig, *,
-                       kind: Kind = "document") -> np.ndarray:
+def collect_embeddings(
+    texts: Sequence[str], config: EmbeddingConfig, *, kind: Kind = "document"
+) -> np.ndarray:
     """The ``[len(texts), d]`` float32 matrix, in input order, read from the cache.
 
     Raises:
@@ -364,8 +403,9 @@ def collect_embeddings(texts: Sequence[str], config: EmbeddingConfig, *,
         return np.zeros((0, cache.dim or config.dimensions or 0), dtype=np.float32)
     vectors = cache.get(prepared.keys)
     if all(len(owner) == 1 for owner in prepared.owners):
-        rows = np.fromiter((owner[0][0] for owner in prepared.owners), dtype=np.int64,
-                           count=len(prepared.owners))
+        rows = np.fromiter(
+            (owner[0][0] for owner in prepared.owners), dtype=np.int64, count=len(prepared.owners)
+        )
         return np.ascontiguousarray(vectors[rows])
     out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
     for position, owner in enumerate(prepared.owners):
@@ -376,8 +416,13 @@ def collect_embeddings(texts: Sequence[str], config: EmbeddingConfig, *,
     return _normalize(out) if config.normalize else out
 
 
-def embed_texts(texts: Sequence[str], config: EmbeddingConfig, *, kind: Kind = "document",
-                desc: str | None = None) -> np.ndarray:
+def embed_texts(
+    texts: Sequence[str],
+    config: EmbeddingConfig,
+    *,
+    kind: Kind = "document",
+    desc: str | None = None,
+) -> np.ndarray:
     """Embed ``texts`` (through the cache) and return float32 ``[n, d]`` in input order.
 
     Args:
@@ -398,24 +443,38 @@ def embed_texts(texts: Sequence[str], config: EmbeddingConfig, *, kind: Kind = "
     prepared = _prepare(texts, config, identity, kind)
     _, first = np.unique(prepared.keys, return_index=True)
     todo = int((~cache.contains(prepared.keys[first])).sum()) if len(first) else 0
-    log.info("%s: %d texts, %d distinct inputs, %d cached, %d to embed (%s, %s)", desc,
-             len(texts), len(first), len(first) - todo, todo, identity.provider,
-             identity.model)
+    log.info(
+        "%s: %d texts, %d distinct inputs, %d cached, %d to embed (%s, %s)",
+        desc,
+        len(texts),
+        len(first),
+        len(first) - todo,
+        todo,
+        identity.provider,
+        identity.model,
+    )
     if prepared.truncated or prepared.split:
-        log.info("%s: %d over-long texts truncated, %d split (max %s tokens)", desc,
-                 prepared.truncated, prepared.split, identity.max_input_tokens)
+        log.info(
+            "%s: %d over-long texts truncated, %d split (max %s tokens)",
+            desc,
+            prepared.truncated,
+            prepared.split,
+            identity.max_input_tokens,
+        )
     if todo:
         get_provider(config)  # load the model / client before the clock starts
-        with Progress(todo, desc, mode=config.progress,
-                      interval_s=config.progress_interval_s) as progress:
+        with Progress(
+            todo, desc, mode=config.progress, interval_s=config.progress_interval_s
+        ) as progress:
             for shard in plan_shards(len(texts), config, kind=kind):
                 embed_shard(texts, shard, config, progress=progress)
         cache.compact(min_segments=COMPACT_MIN_SEGMENTS)
     return collect_embeddings(texts, config, kind=kind)
 
 
-def embed_dataset(dataset: RetrievalDataset, config: EmbeddingConfig,
-                  out_dir: str | Path) -> EmbeddingArtifacts:
+def embed_dataset(
+    dataset: RetrievalDataset, config: EmbeddingConfig, out_dir: str | Path
+) -> EmbeddingArtifacts:
     """Embed a dataset's corpus (documents) and queries and write the matrices to ``out_dir``.
 
     Writes ``corpus.npy``, ``queries.npy``, ``corpus_ids.json``, ``queries_ids.json`` and,
@@ -445,16 +504,29 @@ def embed_dataset(dataset: RetrievalDataset, config: EmbeddingConfig,
         "n_corpus": int(corpus.shape[0]),
         "n_queries": int(queries.shape[0]),
         "started_at": started.isoformat(),
-        "cache_namespaces": {kind: namespace_for(config, identity, kind).id
-                             for kind in ("document", "query")},
+        "cache_namespaces": {
+            kind: namespace_for(config, identity, kind).id for kind in ("document", "query")
+        },
         "config": config.public_dict(),
     }
-    return save_embeddings(out_dir, corpus_ids=dataset.corpus["id"].tolist(), corpus=corpus,
-                           query_ids=dataset.queries["id"].tolist(), queries=queries,
-                           meta=meta)
+    return save_embeddings(
+        out_dir,
+        corpus_ids=dataset.corpus["id"].tolist(),
+        corpus=corpus,
+        query_ids=dataset.queries["id"].tolist(),
+        queries=queries,
+        meta=meta,
+    )
 
 
 __all__ = [
-    "EmbeddingError", "Shard", "ShardReport", "collect_embeddings", "embed_dataset",
-    "embed_shard", "embed_texts", "open_cache", "plan_shards",
+    "EmbeddingError",
+    "Shard",
+    "ShardReport",
+    "collect_embeddings",
+    "embed_dataset",
+    "embed_shard",
+    "embed_texts",
+    "open_cache",
+    "plan_shards",
 ]

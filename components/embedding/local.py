@@ -36,8 +36,9 @@ _MODELS: dict[tuple[str, str, int | None], object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_sentence_transformer(path: Path, device: str = "auto",
-                              max_seq_length: int | None = None) -> object:
+def load_sentence_transformer(
+    path: Path, device: str = "auto", max_seq_length: int | None = None
+) -> object:
     """Load (once per process) a SentenceTransformer from a local directory, offline."""
     key = (str(path), device, max_seq_length)
     with _MODELS_LOCK:
@@ -48,8 +49,9 @@ def load_sentence_transformer(path: Path, device: str = "auto",
             configure_environment()
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(str(path), device=None if device == "auto" else device,
-                                        local_files_only=True)
+            model = SentenceTransformer(
+                str(path), device=None if device == "auto" else device, local_files_only=True
+            )
             if max_seq_length is not None:
                 model.max_seq_length = max_seq_length
             _MODELS[key] = model
@@ -68,14 +70,19 @@ class LocalProvider(EmbeddingProvider):
         assert identity.model_path is not None
         self.identity = identity
         self.config = config
-        self.model = load_sentence_transformer(identity.model_path, config.device,
-                                               identity.max_input_tokens)
-        getter = (getattr(self.model, "get_embedding_dimension", None)
-                  or self.model.get_sentence_embedding_dimension)
+        self.model = load_sentence_transformer(
+            identity.model_path, config.device, identity.max_input_tokens
+        )
+        getter = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         native = getter()
         if config.dimensions is not None and native is not None and config.dimensions > native:
-            raise PermanentError(f"embedding.dimensions={config.dimensions} exceeds the local "
-                                 f"model's dimension {native}; set dimensions <= {native}")
+            raise PermanentError(
+                f"embedding.dimensions={config.dimensions} exceeds the local "
+                f"model's dimension {native}; set dimensions <= {native}"
+            )
         self.dimensions = config.dimensions or native
         prompts = getattr(self.model, "prompts", {}) or {}
         self._prompt_names = {kind: kind for kind in ("query", "document") if prompts.get(kind)}
@@ -85,9 +92,13 @@ class LocalProvider(EmbeddingProvider):
         """Encode one batch with ``SentenceTransformer.encode`` (no normalisation here)."""
         with self._lock:
             out = self.model.encode(
-                texts, batch_size=max(1, len(texts)), show_progress_bar=False,
-                convert_to_numpy=True, normalize_embeddings=False,
-                truncate_dim=self.config.dimensions, prompt_name=self._prompt_names.get(kind),
+                texts,
+                batch_size=max(1, len(texts)),
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                truncate_dim=self.config.dimensions,
+                prompt_name=self._prompt_names.get(kind),
             )
         return np.asarray(out, dtype=np.float32)
 
@@ -107,8 +118,10 @@ class LocalTokenizer:
 
         file = model_path / "tokenizer.json"
         if not file.exists():
-            raise ValueError(f"overlong=split needs {file} (a fast tokenizer) for the local "
-                             "model; use overlong: truncate instead")
+            raise ValueError(
+                f"overlong=split needs {file} (a fast tokenizer) for the local "
+                "model; use overlong: truncate instead"
+            )
         self._tokenizer = Tokenizer.from_file(str(file))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
@@ -126,7 +139,7 @@ class LocalTokenizer:
             return [(0, len(text))]
         spans = []
         for start in range(0, len(offsets), max_tokens):
-            window = offsets[start:start + max_tokens]
+            window = offsets[start : start + max_tokens]
             begin = 0 if start == 0 else window[0][0]
             end = window[-1][1] if start + max_tokens < len(offsets) else len(text)
             spans.append((begin, end))

@@ -60,22 +60,25 @@ def parse_embeddings_response(body: bytes | str, expected_rows: int) -> np.ndarr
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         size = len(body)
-        raise ResponseValidationError(f"response body is not valid JSON ({size} bytes; "
-                                      f"{exc.__class__.__name__}: {exc})") from None
+        raise ResponseValidationError(
+            f"response body is not valid JSON ({size} bytes; {exc.__class__.__name__}: {exc})"
+        ) from None
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):
         raise ResponseValidationError("response has no 'data' list")
     if len(data) != expected_rows:
-        raise ResponseValidationError(f"response has {len(data)} vectors for "
-                                      f"{expected_rows} inputs")
+        raise ResponseValidationError(
+            f"response has {len(data)} vectors for {expected_rows} inputs"
+        )
     by_index: dict[int, np.ndarray] = {}
     for position, item in enumerate(data):
         if not isinstance(item, dict) or "embedding" not in item:
             raise ResponseValidationError(f"response item {position} has no 'embedding'")
         index = item.get("index", position)
         if not isinstance(index, int) or not 0 <= index < expected_rows or index in by_index:
-            raise ResponseValidationError(f"response item {position} has a bad or duplicate "
-                                          f"index {index!r}")
+            raise ResponseValidationError(
+                f"response item {position} has a bad or duplicate index {index!r}"
+            )
         by_index[index] = decode_embedding(item["embedding"])
     return stack_vectors([by_index[i] for i in range(expected_rows)])
 
@@ -100,13 +103,16 @@ class OpenAIProvider(EmbeddingProvider):
         key = config.api_key()
         if not key:
             if config.base_url is None:
-                raise ValueError(f"provider openai needs an API key: set the environment "
-                                 f"variable {config.key_env()} (or embedding.api_key_env), or "
-                                 "point embedding.base_url at a server that needs none")
+                raise ValueError(
+                    f"provider openai needs an API key: set the environment "
+                    f"variable {config.key_env()} (or embedding.api_key_env), or "
+                    "point embedding.base_url at a server that needs none"
+                )
             key = NO_KEY_PLACEHOLDER
         self._openai = openai
-        self._client = openai.OpenAI(api_key=key, base_url=config.base_url,
-                                     timeout=config.timeout_s, max_retries=0)
+        self._client = openai.OpenAI(
+            api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
+        )
         self._url = (redact_url(str(self._client.base_url)) or "").rstrip("/") + "/embeddings"
         self._transport = transport_errors()
 
@@ -118,28 +124,39 @@ class OpenAIProvider(EmbeddingProvider):
             extra["dimensions"] = self.config.dimensions
         try:
             raw = self._client.embeddings.with_raw_response.create(
-                input=texts, model=self.identity.model,
-                encoding_format=self.config.encoding_format, **extra)
+                input=texts,
+                model=self.identity.model,
+                encoding_format=self.config.encoding_format,
+                **extra,
+            )
             body = raw.content
         except openai.APITimeoutError:
-            raise TransientError(f"request to {self._url} timed out after "
-                                 f"{self.config.timeout_s:g}s") from None
+            raise TransientError(
+                f"request to {self._url} timed out after {self.config.timeout_s:g}s"
+            ) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            raise TransientError(f"connection error to {self._url}: "
-                                 f"{type(cause).__name__}: {cause}") from None
+            raise TransientError(
+                f"connection error to {self._url}: {type(cause).__name__}: {cause}"
+            ) from None
         except openai.APIStatusError as exc:
             response = exc.response
-            raise status_error("openai", exc.status_code, self._url, response.text,
-                               dict(response.headers), self.config.key_env()) from None
+            raise status_error(
+                "openai",
+                exc.status_code,
+                self._url,
+                response.text,
+                dict(response.headers),
+                self.config.key_env(),
+            ) from None
         except self._transport as exc:
-            raise TransientError(f"connection error to {self._url}: "
-                                 f"{type(exc).__name__}: {exc}") from None
+            raise TransientError(
+                f"connection error to {self._url}: {type(exc).__name__}: {exc}"
+            ) from None
         except openai.OpenAIError as exc:
             raise PermanentError(f"openai SDK error for {self._url}: {exc}") from None
         matrix = parse_embeddings_response(body, len(texts))
-        return check_matrix(matrix, expected_rows=len(texts),
-                            expected_dim=self.config.dimensions)
+        return check_matrix(matrix, expected_rows=len(texts), expected_dim=self.config.dimensions)
 
     def close(self) -> None:
         self._client.close()

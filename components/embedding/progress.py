@@ -33,9 +33,13 @@ class Progress:
         interval_s: seconds between log lines.
     """
 
-    def __init__(self, total: int, desc: str,
-                 mode: Literal["auto", "bar", "log", "off"] = "auto",
-                 interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        mode: Literal["auto", "bar", "log", "off"] = "auto",
+        interval_s: float = 10.0,
+    ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
         self.total, self.desc, self.mode, self.interval_s = total, desc, mode, interval_s
@@ -48,8 +52,7 @@ class Progress:
         if mode == "bar" and total:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit="text", dynamic_ncols=True,
-                             smoothing=0.1)
+            self._bar = tqdm(total=total, desc=desc, unit="text", dynamic_ncols=True, smoothing=0.1)
 
     def update(self, n: int) -> None:
         """Record ``n`` more texts done."""
@@ -71,8 +74,10 @@ class Progress:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta_text = _fmt_duration(eta) if eta != float("inf") else "?"
-        return (f"{self.desc}: {self.done}/{self.total} texts ({pct:.0f}%), "
-                f"{rate:.1f} texts/s, ETA {eta_text}")
+        return (
+            f"{self.desc}: {self.done}/{self.total} texts ({pct:.0f}%), "
+            f"{rate:.1f} texts/s, ETA {eta_text}"
+        )
 
     def close(self) -> None:
         """Finish the bar or write the final log line."""

@@ -110,9 +110,11 @@ def provider_identity(config: EmbeddingConfig) -> ProviderIdentity:
             path = Path(config.model).expanduser()
             name = path.name
         if not path.is_dir():
-            raise ValueError(f"embedding.model: local model directory {path} not found; give a "
-                             "sentence-transformers model folder, or null for the bundled "
-                             f"{BUNDLED_MODEL_NAME}")
+            raise ValueError(
+                f"embedding.model: local model directory {path} not found; give a "
+                "sentence-transformers model folder, or null for the bundled "
+                f"{BUNDLED_MODEL_NAME}"
+            )
         st_config = _read_json(path / "config_sentence_transformers.json")
         prompts = st_config.get("prompts") or {}
         task_types = bool(prompts.get("query") or prompts.get("document"))
@@ -122,16 +124,24 @@ def provider_identity(config: EmbeddingConfig) -> ProviderIdentity:
         model_id = f"{name}@{local_model_fingerprint(path)}"
         if max_seq is not None:
             model_id += f"/max{max_seq}"
-        return ProviderIdentity(provider="local", model=model_id, task_types=task_types,
-                                max_input_tokens=max_seq, max_batch_size=limit,
-                                model_path=path)
+        return ProviderIdentity(
+            provider="local",
+            model=model_id,
+            task_types=task_types,
+            max_input_tokens=max_seq,
+            max_batch_size=limit,
+            model_path=path,
+        )
     model = config.model or ""
     if config.provider == "google":
         model = model.removeprefix("models/")
-    return ProviderIdentity(provider=config.provider, model=model,
-                            task_types=config.provider == "google",
-                            max_input_tokens=config.effective_max_input_tokens(),
-                            max_batch_size=limit)
+    return ProviderIdentity(
+        provider=config.provider,
+        model=model,
+        task_types=config.provider == "google",
+        max_input_tokens=config.effective_max_input_tokens(),
+        max_batch_size=limit,
+    )
 
 
 class EmbeddingProvider(ABC):
@@ -160,8 +170,10 @@ class EmbeddingProvider(ABC):
 
 def byte_estimator(chars_per_token: float) -> Callable[[str], int]:
     """Token estimate from UTF-8 length; used for API providers (no tokenizer download)."""
+
     def estimate(text: str) -> int:
         return max(1, math.ceil(len(text.encode("utf-8", "surrogatepass")) / chars_per_token))
+
     return estimate
 
 

@@ -48,11 +48,15 @@ class RateLimiter:
         clock / sleep: injectable for tests.
     """
 
-    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None,
-                 burst_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self._requests = (_Bucket(requests_per_minute, burst_s) if requests_per_minute
-                          else None)
+    def __init__(
+        self,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        burst_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._requests = _Bucket(requests_per_minute, burst_s) if requests_per_minute else None
         self._tokens = _Bucket(tokens_per_minute, burst_s) if tokens_per_minute else None
         self._clock = clock
         self._sleep = sleep

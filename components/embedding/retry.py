@@ -50,7 +50,7 @@ class RetryPolicy:
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based): full jitter in
         ``[0.5, 1] x min(max_s, initial_s * 2**attempt)``, at least ``retry_after``."""
-        ceiling = min(self.max_s, self.initial_s * (2 ** attempt))
+        ceiling = min(self.max_s, self.initial_s * (2**attempt))
         delay = ceiling * (0.5 + 0.5 * self.rng.random())
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after_s))
@@ -82,10 +82,16 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, provider: str, batch: str,
-                      on_retry_after: Callable[[float], None] | None = None,
-                      stop: threading.Event | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> T:
+def call_with_retries(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    provider: str,
+    batch: str,
+    on_retry_after: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``fn`` until it succeeds, retrying transient errors per ``policy``.
 
     Args:
@@ -110,7 +116,13 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, provider: str
             delay = policy.backoff(attempt, exc.retry_after)
             if exc.retry_after is not None and on_retry_after is not None:
                 on_retry_after(delay)
-            log.warning("%s: %s attempt %d failed (%s); retrying in %.2fs", provider, batch,
-                        attempt + 1, exc, delay)
+            log.warning(
+                "%s: %s attempt %d failed (%s); retrying in %.2fs",
+                provider,
+                batch,
+                attempt + 1,
+                exc,
+                delay,
+            )
             attempt += 1
             sleep(delay)

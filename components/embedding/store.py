@@ -83,24 +83,33 @@ def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _check_matrix(path: Path, matrix: np.ndarray, ids: list[str], what: str,
-                  dim: int | None = None) -> None:
+def _check_matrix(
+    path: Path, matrix: np.ndarray, ids: list[str], what: str, dim: int | None = None
+) -> None:
     if matrix.dtype != np.float32 or matrix.ndim != 2:
-        raise EmbeddingStoreError(f"{path}: expected a float32 2-d matrix, got {matrix.dtype} "
-                                  f"with shape {matrix.shape}")
+        raise EmbeddingStoreError(
+            f"{path}: expected a float32 2-d matrix, got {matrix.dtype} with shape {matrix.shape}"
+        )
     if matrix.shape[0] != len(ids):
         raise EmbeddingStoreError(f"{path}: {matrix.shape[0]} rows but {len(ids)} {what} ids")
     if dim is not None and matrix.shape[1] != dim:
-        raise EmbeddingStoreError(f"{path}: dimension {matrix.shape[1]}, expected {dim} (the "
-                                  "corpus dimension)")
+        raise EmbeddingStoreError(
+            f"{path}: dimension {matrix.shape[1]}, expected {dim} (the corpus dimension)"
+        )
     if not np.isfinite(matrix).all():
         bad = int((~np.isfinite(matrix).all(axis=1)).sum())
         raise EmbeddingStoreError(f"{path}: {bad} row(s) contain NaN or infinite values")
 
 
-def save_embeddings(out_dir: str | Path, *, corpus_ids: list[str], corpus: np.ndarray,
-                    query_ids: list[str], queries: np.ndarray,
-                    meta: dict[str, Any]) -> EmbeddingArtifacts:
+def save_embeddings(
+    out_dir: str | Path,
+    *,
+    corpus_ids: list[str],
+    corpus: np.ndarray,
+    query_ids: list[str],
+    queries: np.ndarray,
+    meta: dict[str, Any],
+) -> EmbeddingArtifacts:
     """Write matrices, ids and ``meta.json`` (last) atomically; returns what was written.
 
     ``meta`` gets ``dimensions``, ``n_corpus``, ``n_queries`` and ``created_at`` filled in.
@@ -116,9 +125,13 @@ def save_embeddings(out_dir: str | Path, *, corpus_ids: list[str], corpus: np.nd
     corpus_ids, query_ids = [str(i) for i in corpus_ids], [str(i) for i in query_ids]
     _check_matrix(out / "corpus.npy", corpus, corpus_ids, "corpus")
     _check_matrix(out / "queries.npy", queries, query_ids, "query", dim=corpus.shape[1])
-    meta = {**meta, "dimensions": int(corpus.shape[1]), "n_corpus": len(corpus_ids),
-            "n_queries": len(query_ids),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {
+        **meta,
+        "dimensions": int(corpus.shape[1]),
+        "n_corpus": len(corpus_ids),
+        "n_queries": len(query_ids),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         (out / "meta.json").unlink()  # the directory is "unfinished" until rewritten
@@ -165,8 +178,10 @@ def load_embeddings(out_dir: str | Path, *, mmap: bool = False) -> EmbeddingArti
     out = Path(out_dir)
     meta_path = out / "meta.json"
     if not meta_path.exists():
-        raise EmbeddingStoreError(f"{meta_path}: missing; the embeddings in {out} are "
-                                  "unfinished or absent; run the embed step")
+        raise EmbeddingStoreError(
+            f"{meta_path}: missing; the embeddings in {out} are "
+            "unfinished or absent; run the embed step"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -179,9 +194,11 @@ def load_embeddings(out_dir: str | Path, *, mmap: bool = False) -> EmbeddingArti
     _check_matrix(out / "queries.npy", queries, query_ids, "query", dim=corpus.shape[1])
     for name, count in (("n_corpus", len(corpus_ids)), ("n_queries", len(query_ids))):
         if meta.get(name) is not None and meta[name] != count:
-            raise EmbeddingStoreError(f"{meta_path}: {name}={meta[name]} but the files hold "
-                                      f"{count} rows")
+            raise EmbeddingStoreError(
+                f"{meta_path}: {name}={meta[name]} but the files hold {count} rows"
+            )
     if meta.get("dimensions") is not None and meta["dimensions"] != corpus.shape[1]:
-        raise EmbeddingStoreError(f"{meta_path}: dimensions={meta['dimensions']} but "
-                                  f"corpus.npy has {corpus.shape[1]}")
+        raise EmbeddingStoreError(
+            f"{meta_path}: dimensions={meta['dimensions']} but corpus.npy has {corpus.shape[1]}"
+        )
     return EmbeddingArtifacts(out, corpus_ids, corpus, query_ids, queries, meta)

@@ -4,5 +4,12 @@ from .base import FAULTS, EmbeddingTestServer, RequestRecord, expected_matrix, f
 from .google_server import GoogleTestServer
 from .openai_server import OpenAITestServer
 
-__all__ = ["FAULTS", "EmbeddingTestServer", "GoogleTestServer", "OpenAITestServer",
-           "RequestRecord", "expected_matrix", "fake_vector"]
+__all__ = [
+    "FAULTS",
+    "EmbeddingTestServer",
+    "GoogleTestServer",
+    "OpenAITestServer",
+    "RequestRecord",
+    "expected_matrix",
+    "fake_vector",
+]

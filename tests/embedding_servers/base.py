@@ -34,8 +34,9 @@ FAULTS = ("429", "500", "stall", "truncated", "count", "dim", "nan", "disconnect
 
 def fake_vector(text: str, dim: int) -> np.ndarray:
     """Deterministic float32 vector for ``text`` (same text -> same vector, any process)."""
-    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8],
-                          "little")
+    seed = int.from_bytes(
+        hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "little"
+    )
     return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
 
@@ -79,8 +80,14 @@ class EmbeddingTestServer:
         retry_after: ``Retry-After`` seconds sent with ``429``.
     """
 
-    def __init__(self, dim: int = 16, latency_s: float = 0.0, api_key: str | None = None,
-                 stall_s: float = 3.0, retry_after: float = 0.05) -> None:
+    def __init__(
+        self,
+        dim: int = 16,
+        latency_s: float = 0.0,
+        api_key: str | None = None,
+        stall_s: float = 3.0,
+        retry_after: float = 0.05,
+    ) -> None:
         self.dim = dim
         self.latency_s = latency_s
         self.api_key = api_key
@@ -118,8 +125,12 @@ class EmbeddingTestServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        daemon=True, name="embedding-test-server")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            args=(0.05,),
+            daemon=True,
+            name="embedding-test-server",
+        )
         self._thread.start()
         return self
 
@@ -205,8 +216,20 @@ class EmbeddingTestServer:
             hold = self._hold_after is not None and number > self._hold_after
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        record = RequestRecord(number=number, path=handler.path, inputs=[], fault=fault,
-                               started=time.monotonic())
+        record = RequestRecord(
+            number=number, path=handler.path, inputs=[], fault=fault, started=time.monotonic()
+        )
+        answered = False
+
+        def mark_answered() -> None:
+            # Counted out *before* the answer is written: a client may send its next request
+            # the moment it reads this one, and must not see it counted twice.
+            nonlocal answered
+            if not answered:
+                answered = True
+                with self._lock:
+                    self.in_flight -= 1
+
         try:
             if hold:
                 self._released.wait()
@@ -217,6 +240,7 @@ class EmbeddingTestServer:
                 status, body, headers = self._apply_fault(fault, body, record)
             record.status = status
             if status == 0:  # disconnect
+                mark_answered()
                 handler.close_connection = True
                 return
             if fault == "stall":
@@ -226,6 +250,7 @@ class EmbeddingTestServer:
             handler.send_header("Content-Length", str(len(body)))
             for name, value in headers.items():
                 handler.send_header(name, value)
+            mark_answered()
             handler.end_headers()
             handler.wfile.write(body)
             handler.wfile.flush()
@@ -233,15 +258,19 @@ class EmbeddingTestServer:
             record.status = -1
         finally:
             record.finished = time.monotonic()
+            mark_answered()
             with self._lock:
-                self.in_flight -= 1
                 self.requests.append(record)
 
-    def _apply_fault(self, fault: str, body: bytes,
-                     record: RequestRecord) -> tuple[int, bytes, dict[str, str]]:
+    def _apply_fault(
+        self, fault: str, body: bytes, record: RequestRecord
+    ) -> tuple[int, bytes, dict[str, str]]:
         if fault == "429":
-            return 429, self.error_body(429, "rate limit exceeded", "RESOURCE_EXHAUSTED"), {
-                "Retry-After": f"{self.retry_after:g}"}
+            return (
+                429,
+                self.error_body(429, "rate limit exceeded", "RESOURCE_EXHAUSTED"),
+                {"Retry-After": f"{self.retry_after:g}"},
+            )
         if fault == "500":
             return 500, self.error_body(500, "internal error", "INTERNAL"), {}
         if fault == "truncated":
@@ -257,8 +286,9 @@ class EmbeddingTestServer:
         return [fake_vector(text, dim) for text in inputs]
 
     # --- protocol hooks -------------------------------------------------------------------------
-    def handle(self, handler: BaseHTTPRequestHandler, raw: bytes,
-               record: RequestRecord) -> tuple[int, bytes, dict[str, str]]:
+    def handle(
+        self, handler: BaseHTTPRequestHandler, raw: bytes, record: RequestRecord
+    ) -> tuple[int, bytes, dict[str, str]]:
         raise NotImplementedError
 
     def error_body(self, status: int, message: str, code: str) -> bytes:

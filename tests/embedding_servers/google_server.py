@@ -28,11 +28,11 @@ class GoogleTestServer(EmbeddingTestServer):
         return self.root_url
 
     def error_body(self, status: int, message: str, code: str) -> bytes:
-        return json.dumps({"error": {"code": status, "message": message,
-                                     "status": code}}).encode()
+        return json.dumps({"error": {"code": status, "message": message, "status": code}}).encode()
 
-    def handle(self, handler: BaseHTTPRequestHandler, raw: bytes,
-               record: RequestRecord) -> tuple[int, bytes, dict[str, str]]:
+    def handle(
+        self, handler: BaseHTTPRequestHandler, raw: bytes, record: RequestRecord
+    ) -> tuple[int, bytes, dict[str, str]]:
         match = _PATH.match(handler.path.split("?")[0])
         if match is None:
             return 404, self.error_body(404, f"no route {handler.path}", "NOT_FOUND"), {}
@@ -45,16 +45,21 @@ class GoogleTestServer(EmbeddingTestServer):
         except (ValueError, KeyError, IndexError, TypeError):
             return 400, self.error_body(400, "malformed request", "INVALID_ARGUMENT"), {}
         if len(requests) > 100:
-            return 400, self.error_body(400, "at most 100 requests per batch",
-                                        "INVALID_ARGUMENT"), {}
+            return (
+                400,
+                self.error_body(400, "at most 100 requests per batch", "INVALID_ARGUMENT"),
+                {},
+            )
         record.inputs = inputs
         record.model = match.group("model")
         dims = {r.get("outputDimensionality") for r in requests}
         record.dimensions = dims.pop() if len(dims) == 1 else None
         record.task_types = [r.get("taskType") for r in requests]
         # Task type changes the vector, like the real API.
-        vectors = [self.vectors_for([f"{r.get('taskType')}|{text}"], record.dimensions)[0]
-                   for r, text in zip(requests, inputs, strict=True)]
+        vectors = [
+            self.vectors_for([f"{r.get('taskType')}|{text}"], record.dimensions)[0]
+            for r, text in zip(requests, inputs, strict=True)
+        ]
         payload = {"embeddings": [{"values": [float(x) for x in v]} for v in vectors]}
         return 200, json.dumps(payload).encode(), {}
 

@@ -14,15 +14,23 @@ from .base import EmbeddingTestServer
 DIM = 16
 
 
-def fast_config(server: EmbeddingTestServer, cache_dir: Path, provider: str = "openai",
-                **overrides: Any) -> EmbeddingConfig:
+def fast_config(
+    server: EmbeddingTestServer, cache_dir: Path, provider: str = "openai", **overrides: Any
+) -> EmbeddingConfig:
     """A config with short timeouts and backoffs so fault tests take milliseconds."""
     values: dict[str, Any] = dict(
         provider=provider,
         model="test-embedding" if provider == "openai" else "gemini-embedding-001",
-        base_url=getattr(server, "base_url", server.root_url), dimensions=DIM,
-        batch_size=8, max_concurrency=4, max_retries=3, backoff_initial_s=0.01,
-        backoff_max_s=0.05, timeout_s=0.5, cache_dir=cache_dir, progress="off",
+        base_url=getattr(server, "base_url", server.root_url),
+        dimensions=DIM,
+        batch_size=8,
+        max_concurrency=4,
+        max_retries=3,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+        timeout_s=0.5,
+        cache_dir=cache_dir,
+        progress="off",
         api_key_env="TEST_EMBEDDING_API_KEY",
     )
     values.update(overrides)
@@ -34,8 +42,16 @@ def write_beir_dataset(root: Path, n_docs: int, n_queries: int, extra: int = 0) 
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "corpus.jsonl", "w") as handle:
         for i in range(n_docs + extra):
-            handle.write(json.dumps({"_id": f"d{i}", "title": f"Title {i}",
-                                     "text": f"document number {i} about topic {i % 7}"}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "_id": f"d{i}",
+                        "title": f"Title {i}",
+                        "text": f"document number {i} about topic {i % 7}",
+                    }
+                )
+                + "\n"
+            )
     with gzip.open(root / "queries.jsonl.gz", "wt") as handle:
         for i in range(n_queries):
             handle.write(json.dumps({"_id": f"q{i}", "text": f"question {i}?"}) + "\n")

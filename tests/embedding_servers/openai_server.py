@@ -23,18 +23,23 @@ class OpenAITestServer(EmbeddingTestServer):
         return f"{self.root_url}/v1"
 
     def error_body(self, status: int, message: str, code: str) -> bytes:
-        return json.dumps({"error": {"message": message, "type": code.lower(),
-                                     "code": status}}).encode()
+        return json.dumps(
+            {"error": {"message": message, "type": code.lower(), "code": status}}
+        ).encode()
 
-    def handle(self, handler: BaseHTTPRequestHandler, raw: bytes,
-               record: RequestRecord) -> tuple[int, bytes, dict[str, str]]:
+    def handle(
+        self, handler: BaseHTTPRequestHandler, raw: bytes, record: RequestRecord
+    ) -> tuple[int, bytes, dict[str, str]]:
         if handler.path.rstrip("/") != "/v1/embeddings":
             return 404, self.error_body(404, f"no route {handler.path}", "not_found"), {}
         auth = handler.headers.get("Authorization")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             # Like OpenAI, the message quotes the key it got: clients must not pass it on.
-            return 401, self.error_body(401, f"Incorrect API key provided: {auth}",
-                                        "invalid_api_key"), {}
+            return (
+                401,
+                self.error_body(401, f"Incorrect API key provided: {auth}", "invalid_api_key"),
+                {},
+            )
         try:
             body = json.loads(raw)
         except ValueError:
@@ -42,10 +47,16 @@ class OpenAITestServer(EmbeddingTestServer):
         inputs = body.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
-        if not isinstance(inputs, list) or not inputs or not all(
-                isinstance(t, str) and t for t in inputs):
-            return 400, self.error_body(400, "input must be non-empty strings",
-                                        "invalid_request_error"), {}
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(t, str) and t for t in inputs)
+        ):
+            return (
+                400,
+                self.error_body(400, "input must be non-empty strings", "invalid_request_error"),
+                {},
+            )
         record.inputs = list(inputs)
         record.model = body.get("model")
         record.dimensions = body.get("dimensions")
@@ -60,8 +71,12 @@ class OpenAITestServer(EmbeddingTestServer):
             data.append({"object": "embedding", "index": index, "embedding": value})
         data.reverse()
         tokens = sum(len(t.split()) for t in inputs)
-        payload = {"object": "list", "data": data, "model": record.model,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": record.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         return 200, json.dumps(payload).encode(), {}
 
     def corrupt(self, payload: dict, fault: str) -> bytes:

@@ -1,0 +1,232 @@
+"""Quality benchmark: SciFact test nDCG@10 / Recall@100 / MRR@10 per dimension, every method.
+
+Embeds SciFact once with the bundled all-MiniLM-L6-v2 (cached on disk), trains both stages on
+the train split for each seed (the default configuration from params.yaml, and the
+paper-faithful configuration: identity start, no rotation), evaluates on the test split and
+writes ``docs/results.md`` (table, seeds, wall time, command) and ``docs/results.json``
+(method → m → metric → value, means over seeds).
+
+    make bench-quality                     # = .venv/bin/python benchmarks/scifact_quality.py
+    .venv/bin/python benchmarks/scifact_quality.py --seeds 0 1 2 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.scifact_embeddings import DEFAULT_CACHE, cached_embeddings  # noqa: E402
+from components.baselines import PCAProjection, SVDRotation, Truncation  # noqa: E402
+from components.config import (  # noqa: E402
+    AdaptorConfig,
+    MethodConfig,
+    load_params,
+)
+from components.data import load_dataset  # noqa: E402
+from components.evaluation import EvaluationReport, evaluate_methods  # noqa: E402
+from components.runtime import configure_environment  # noqa: E402
+from components.training import TrainingResult, train_adaptor  # noqa: E402
+
+METHOD_ORDER = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised",
+                "paper_unsupervised", "paper_supervised"]
+METHOD_LABELS = {
+    "base": "base, truncated",
+    "pca": "PCA (corpus, mean-centred)",
+    "svd_rotation": "SVD rotation (corpus, uncentred)",
+    "adaptor_unsupervised": "adaptor, unsupervised (default: rotation start)",
+    "adaptor_supervised": "adaptor, supervised (default: rotation start)",
+    "paper_unsupervised": "adaptor, unsupervised (paper: identity start)",
+    "paper_supervised": "adaptor, supervised (paper: identity start)",
+}
+
+
+def paper_config(config: MethodConfig) -> MethodConfig:
+    """The paper's set-up: identity start (no rotation), everything else as configured."""
+    adaptor = AdaptorConfig.model_validate({**config.adaptor.model_dump(),
+                                            "use_rotation": False})
+    return config.model_copy(update={"adaptor": adaptor})
+
+
+def with_seed(config: MethodConfig, seed: int) -> MethodConfig:
+    return config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+
+
+def stage_figures(prefix: str, result: TrainingResult) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for stage in (result.unsupervised, result.supervised):
+        if stage is not None:
+            out[f"{prefix}_{stage.stage}_seconds"] = stage.seconds
+            out[f"{prefix}_{stage.stage}_iterations"] = stage.iterations
+            out[f"{prefix}_{stage.stage}_best_iteration"] = stage.best_iteration
+            out[f"{prefix}_{stage.stage}_it_per_s"] = stage.iterations_per_second
+    return out
+
+
+def run_seed(seed: int, config: MethodConfig, data: dict) -> tuple[EvaluationReport, dict]:
+    methods = {"base": Truncation(data["corpus"].shape[1]),
+               "pca": PCAProjection.fit(data["corpus"]),
+               "svd_rotation": SVDRotation.fit(data["corpus"])}
+    timings: dict[str, float] = {}
+    for prefix, method_config in (("adaptor", config), ("paper", paper_config(config))):
+        start = time.perf_counter()
+        result = train_adaptor(data["corpus"], with_seed(method_config, seed),
+                               data["corpus_ids"], data["queries"], data["query_ids"],
+                               data["train_qrels"])
+        timings[f"{prefix}_train_seconds"] = time.perf_counter() - start
+        timings.update(stage_figures(prefix, result))
+        methods[f"{prefix}_unsupervised"] = result.unsupervised_adaptor
+        methods[f"{prefix}_supervised"] = result.supervised_adaptor
+    report = evaluate_methods(methods, data["corpus"], data["corpus_ids"], data["queries"],
+                              data["query_ids"], data["test_qrels"], data["evaluation"])
+    return report, timings
+
+
+def aggregate(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    stacked = pd.concat(tables)
+    metrics = [c for c in stacked.columns if c not in ("method", "dim")]
+    grouped = stacked.groupby(["method", "dim"], sort=False)[metrics]
+    mean = grouped.mean().add_suffix("_mean")
+    std = grouped.std(ddof=0).add_suffix("_std")
+    return pd.concat([mean, std], axis=1).reset_index()
+
+
+def markdown_table(summary: pd.DataFrame, metric: str, dims: list[int], seeds: int) -> str:
+    header = "| method | " + " | ".join(str(m) for m in dims) + " |"
+    lines = [header, "|" + "---|" * (len(dims) + 1)]
+    for method in METHOD_ORDER:
+        rows = summary[summary["method"] == method].set_index("dim")
+        if rows.empty:
+            continue
+        cells = []
+        for m in dims:
+            mean = rows.loc[m, f"{metric}_mean"]
+            std = rows.loc[m, f"{metric}_std"]
+            cells.append(f"{mean:.3f} ± {std:.3f}" if seeds > 1 else f"{mean:.3f}")
+        lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    configure_environment()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/scifact")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    dataset = load_dataset(args.data)
+    corpus, queries = cached_embeddings(dataset, Path(args.cache))
+    data = {"corpus": torch.from_numpy(corpus), "queries": torch.from_numpy(queries),
+            "corpus_ids": dataset.corpus["id"].tolist(),
+            "query_ids": dataset.queries["id"].tolist(),
+            "train_qrels": dataset.split("train"), "test_qrels": dataset.split("test"),
+            "evaluation": params.evaluation}
+    wall_start = time.perf_counter()
+    tables, timings, reports = [], [], []
+    for seed in args.seeds:
+        report, seed_timings = run_seed(seed, params.method, data)
+        tables.append(report.table)
+        timings.append({"seed": seed, **seed_timings})
+        reports.append(report)
+        print(f"seed {seed}: default two-stage training "
+              f"{seed_timings['adaptor_train_seconds']:.1f} s")
+        print(report.pivot().round(4).to_string())
+    wall = time.perf_counter() - wall_start
+    summary = aggregate(tables)
+    write_outputs(Path(args.out), summary, pd.DataFrame(timings), reports, args, wall,
+                  params.evaluation.dims or sorted(summary["dim"].unique()))
+
+
+def write_outputs(out: Path, summary: pd.DataFrame, timings: pd.DataFrame,
+                  reports: list[EvaluationReport], args: argparse.Namespace, wall: float,
+                  dims: list[int]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    metric_columns = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    nested: dict[str, dict[str, dict[str, float]]] = {}
+    spread: dict[str, dict[str, dict[str, float]]] = {}
+    for row in summary.itertuples(index=False):
+        row_dict = row._asdict()
+        nested.setdefault(row.method, {})[str(row.dim)] = {
+            m: round(float(row_dict[f"{m}_mean"]), 6) for m in metric_columns}
+        spread.setdefault(row.method, {})[str(row.dim)] = {
+            m: round(float(row_dict[f"{m}_std"]), 6) for m in metric_columns}
+    recommended = [r.recommended_dims() for r in reports]
+    command = "make bench-quality" if sys.argv[1:] == [] else (
+        ".venv/bin/python benchmarks/scifact_quality.py " + shlex.join(sys.argv[1:]))
+    mean_timing = timings.drop(columns="seed").mean()
+    document = {
+        "dataset": "scifact (BEIR), test split, 300 queries",
+        "model": "all-MiniLM-L6-v2 (384-d, bundled)",
+        "seeds": list(args.seeds),
+        "metrics": nested,
+        "std_over_seeds": spread,
+        "recommended_dim": recommended[0] if len(recommended) == 1 else recommended,
+        "timing_seconds_mean": {k: round(float(v), 2) for k, v in mean_timing.items()},
+        "wall_seconds": round(wall, 1),
+        "command": command,
+        "threads": torch.get_num_threads(),
+    }
+    (out / "results.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    lines = [
+        "# SciFact results: Matryoshka-Adaptor vs baselines",
+        "",
+        "Generated by `benchmarks/scifact_quality.py`; do not edit by hand.",
+        "",
+        f"- Command: `{command}`",
+        "- Data: BEIR SciFact, trained on `qrels/train.tsv`, scored on `qrels/test.tsv` "
+        "(300 queries); base model all-MiniLM-L6-v2 (384-d), embeddings cached once.",
+        f"- Seeds: {', '.join(str(s) for s in args.seeds)}"
+        + (" (cells: mean ± standard deviation over seeds)" if len(args.seeds) > 1 else ""),
+        f"- Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}; wall time of the whole "
+        f"benchmark (all seeds, both configurations, evaluation): {wall:.0f} s",
+        "",
+    ]
+    for metric, title in zip(metric_columns, ("nDCG@10", "Recall@100", "MRR@10"), strict=False):
+        lines += [f"## {title}", "", markdown_table(summary, metric, dims, len(args.seeds)), ""]
+    lines += ["## Recommended dimension", "",
+              "Smallest m whose nDCG@10 is at least 99 % of the base embeddings' full-d "
+              "nDCG@10 (per seed):", ""]
+    for seed, rec in zip(args.seeds, recommended, strict=True):
+        shown = ", ".join(f"{METHOD_LABELS[k]}: {v if v is not None else 'none'}"
+                          for k, v in rec.items())
+        lines.append(f"- seed {seed}: {shown}")
+    lines += ["", "## Training speed (CPU)", "",
+              "| configuration | stage | iterations (mean) | best iteration (mean) | "
+              "it/s | seconds |", "|---|---|---|---|---|---|"]
+    for prefix, label in (("adaptor", "default"), ("paper", "paper")):
+        for stage in ("unsupervised", "supervised"):
+            key = f"{prefix}_{stage}"
+            if f"{key}_seconds" in mean_timing:
+                lines.append(
+                    f"| {label} | {stage} | {mean_timing[f'{key}_iterations']:.0f} | "
+                    f"{mean_timing[f'{key}_best_iteration']:.0f} | "
+                    f"{mean_timing[f'{key}_it_per_s']:.1f} | "
+                    f"{mean_timing[f'{key}_seconds']:.1f} |")
+    lines += ["", f"Full two-stage training, default configuration (both stages, including "
+              f"neighbour search and held-out evaluation): "
+              f"**{mean_timing['adaptor_train_seconds']:.1f} s** mean over seeds "
+              f"(min {timings['adaptor_train_seconds'].min():.1f} s, max "
+              f"{timings['adaptor_train_seconds'].max():.1f} s).", ""]
+    (out / "results.md").write_text("\n".join(lines))
+    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Each loss (Eq. 1-5) against a small case computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from components.losses import (
+    pairwise_loss,
+    ranking_loss,
+    reconstruction_loss,
+    supervised_objective,
+    topk_loss,
+    unsupervised_objective,
+)
+
+
+def t(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_pairwise_loss_hand_computed() -> None:
+    original = t([[1, 0], [0, 1]])  # cos = 0 at full d
+    adapted = t([[3, 4], [4, 3]])  # cos_2 = 24/25, cos_1 = 1 (both prefixes positive)
+    # |0 - 0.96| at m=2 and |0 - 1| at m=1, weighted 1/2 each.
+    value = pairwise_loss(original, adapted, dims=(1, 2), weights=(0.5, 0.5))
+    assert value.item() == pytest.approx(0.98, abs=1e-6)
+
+
+def test_pairwise_loss_targets_full_d_original_not_truncated() -> None:
+    original = t([[1, 1], [1, -1]])  # full-d cos 0, but cos of first coordinates would be 1
+    value = pairwise_loss(original, original, dims=(1,), weights=(1.0,))
+    assert value.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_topk_loss_hand_computed() -> None:
+    anchor = t([[1, 0]])
+    neighbours = t([[0.6, 0.8], [0.8, 0.6]]).unsqueeze(0)  # targets 0.6 and 0.8
+    adapted_anchor = t([[0, 1]])
+    adapted_neighbours = t([[0.6, 0.8], [1, 0]]).unsqueeze(0)  # predictions 0.8 and 0.0
+    value = topk_loss(anchor, adapted_anchor, neighbours, adapted_neighbours, dims=(2,),
+                      weights=(1.0,))
+    assert value.item() == pytest.approx((0.2 + 0.8) / 2, abs=1e-6)
+
+
+def test_reconstruction_loss_is_mean_absolute_residual() -> None:
+    assert reconstruction_loss(t([[1, -2], [0, 4]])).item() == pytest.approx(7 / 4)
+
+
+def test_ranking_loss_hand_computed() -> None:
+    query = t([[1, 0]])
+    documents = t([[1, 0], [0, 1], [-1, 0]])  # scores 1, 0, -1
+    relevance = t([[2, 1, 0]])
+    # ordered pairs (0,1) gain 1, (0,2) gain 2, (1,2) gain 1; each log(1 + exp(s_k - s_j)).
+    expected = (1 * math.log1p(math.exp(-1)) + 2 * math.log1p(math.exp(-2))
+                + 1 * math.log1p(math.exp(-1))) / 3
+    value = ranking_loss(query, documents, relevance, dims=(2,), weights=(1.0,))
+    assert value.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_ranking_loss_matches_dense_pairwise_definition() -> None:
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randn(4, 8, generator=generator)
+    documents = torch.randn(9, 8, generator=generator)
+    relevance = torch.randint(0, 3, (4, 9), generator=generator).float()
+    dims, weights = (4, 8), (0.25, 0.75)
+    dense = 0.0
+    for m, w in zip(dims, weights, strict=True):
+        q = torch.nn.functional.normalize(queries[:, :m], dim=-1)
+        d = torch.nn.functional.normalize(documents[:, :m], dim=-1)
+        s = q @ d.T
+        total, count = 0.0, 0
+        for i in range(4):
+            for j in range(9):
+                for k in range(9):
+                    if relevance[i, j] > relevance[i, k]:
+                        gain = float(relevance[i, j] - relevance[i, k])
+                        total += gain * math.log1p(math.exp(float(s[i, k] - s[i, j])))
+                        count += 1
+        dense += w * total / count
+    value = ranking_loss(queries, documents, relevance, dims, weights)
+    assert value.item() == pytest.approx(dense, rel=1e-5)
+
+
+def test_ranking_loss_rejects_batches_without_ordered_pairs() -> None:
+    with pytest.raises(ValueError, match="no candidate pair"):
+        ranking_loss(t([[1, 0]]), t([[1, 0], [0, 1]]), t([[1, 1]]), (2,), (1.0,))
+
+
+def test_objectives_combine_terms_with_weights() -> None:
+    terms = unsupervised_objective(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0),
+                                   alpha=0.5, beta=2.0)
+    assert terms.total.item() == pytest.approx(1 + 1 + 6)
+    full = supervised_objective(terms, torch.tensor(4.0), gamma=0.25)
+    assert full.total.item() == pytest.approx(9.0)
+    assert full.as_floats()["ranking"] == pytest.approx(4.0)
