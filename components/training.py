@@ -119,22 +119,31 @@ def _split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.T
 
 def unsupervised_terms(adaptor: MatryoshkaAdaptor, pool: torch.Tensor,
                        neighbours: torch.Tensor, anchors: torch.Tensor, config: MethodConfig,
-                       dims: tuple[int, ...], weights: tuple[float, ...]) -> LossTerms:
-    """Eq. 4 on a batch: anchors, their top-k neighbours (Eq. 2), pairs among anchors (Eq. 1)."""
+                       dims: tuple[int, ...], weights: tuple[float, ...],
+                       extra: torch.Tensor | None = None
+                       ) -> tuple[LossTerms, torch.Tensor | None]:
+    """Eq. 4 on a batch: anchors, their top-k neighbours (Eq. 2), pairs among anchors (Eq. 1).
+
+    ``extra`` rows (stage 2's queries and candidates) ride along in the same forward pass,
+    one MLP call per step instead of three; their adapted vectors are returned second.
+    """
     anchor_x = pool[anchors]
-    neighbour_idx = neighbours[anchors]
-    neighbour_x = pool[neighbour_idx]  # [B, k, d]
+    neighbour_x = pool[neighbours[anchors]]  # [B, k, d]
     batch, k, d = neighbour_x.shape
-    adapted, residual = adaptor.forward_with_residual(
-        torch.cat([anchor_x, neighbour_x.reshape(batch * k, d)]))
+    inputs = [anchor_x, neighbour_x.reshape(batch * k, d)]
+    if extra is not None:
+        inputs.append(extra)
+    adapted, residual = adaptor.forward_with_residual(torch.cat(inputs))
+    own = batch * (k + 1)
     adapted_anchor = adapted[:batch]
-    adapted_neighbours = adapted[batch:].reshape(batch, k, d)
+    adapted_neighbours = adapted[batch:own].reshape(batch, k, d)
     loss = config.loss
-    return unsupervised_objective(
+    terms = unsupervised_objective(
         topk=topk_loss(anchor_x, adapted_anchor, neighbour_x, adapted_neighbours, dims, weights),
         pairwise=pairwise_loss(anchor_x, adapted_anchor, dims, weights),
-        reconstruction=reconstruction_loss(residual),
+        reconstruction=reconstruction_loss(residual[:own]),
         alpha=loss.alpha, beta=loss.beta)
+    return terms, (adapted[own:] if extra is not None else None)
 
 
 def train_step(adaptor: MatryoshkaAdaptor, optimizer: torch.optim.Optimizer,
@@ -232,7 +241,7 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
     def compute_loss() -> LossTerms:
         anchors = torch.randint(fit_pool.shape[0], (batch_size,), generator=step_generator)
         return unsupervised_terms(adaptor, fit_pool, fit_neighbours, anchors.to(device), config,
-                                  dims, weights)
+                                  dims, weights)[0]
 
     if train.unsupervised_stopping == "heldout_loss":
         held_batches = torch.arange(held_pool.shape[0], device=device).split(batch_size)
@@ -241,7 +250,7 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
         def evaluate() -> float:
             adaptor.eval()
             values = [unsupervised_terms(adaptor, held_pool, held_neighbours, batch, config,
-                                         dims, weights).total
+                                         dims, weights)[0].total
                       for batch in held_batches if len(batch) > 1]
             return float(torch.stack(values).mean())
     else:
@@ -356,8 +365,6 @@ def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
 
     def compute_loss() -> LossTerms:
         anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
-        unsupervised = unsupervised_terms(adaptor, pool, neighbours, anchors.to(device), config,
-                                          dims, weights)
         batch = torch.randperm(len(fitting.labels), generator=step_generator)[:query_batch]
         positives = sorted({doc for row in batch.tolist() for doc, _ in fitting.labels[row]})
         n_negatives = config.loss.negatives_per_positive * len(positives)
@@ -369,10 +376,13 @@ def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
             for doc, score in fitting.labels[row]:
                 relevance[i, column_of[doc]] = float(score)
         column_of[candidates] = -1
-        adapted_queries = adaptor(fitting_queries[batch.to(device)])
-        adapted_docs = adaptor(corpus_device[candidates.to(device)])
-        rank = ranking_loss(adapted_queries, adapted_docs, relevance.to(device), dims, weights,
-                            scale=config.loss.ranking_scale)
+        ranked_inputs = torch.cat([fitting_queries[batch.to(device)],
+                                   corpus_device[candidates.to(device)]])
+        unsupervised, adapted = unsupervised_terms(adaptor, pool, neighbours, anchors.to(device),
+                                                   config, dims, weights, extra=ranked_inputs)
+        assert adapted is not None
+        rank = ranking_loss(adapted[: len(batch)], adapted[len(batch):], relevance.to(device),
+                            dims, weights, scale=config.loss.ranking_scale)
         return supervised_objective(unsupervised, rank, config.loss.gamma)
 
     def evaluate() -> float:

@@ -1,0 +1,101 @@
+"""The ``registry:`` section of ``params.yaml``: the promotion gate's thresholds and mode.
+
+Example:
+    >>> from components.registry.config import RegistryConfig
+    >>> config = RegistryConfig(run_mode="dry_run", ndcg_floor={64: 0.6})
+    >>> config.floor_at(64), config.floor_at(128)
+    (0.6, 0.0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DEFAULT_MODEL_NAME = "matryoshka-adaptor"
+DEFAULT_BASELINES = ("base", "pca", "svd_rotation")
+
+RunMode = Literal["disabled", "dry_run", "enabled"]
+
+
+class RegistryConfig(BaseModel):
+    """Promotion gate settings (see docs/registry.md).
+
+    Attributes:
+        model_name: registered model; ``None`` = ``mlflow.registered_model_name`` in
+            params.yaml, else ``matryoshka-adaptor``.
+        run_mode: ``disabled`` (the gate does nothing), ``dry_run`` (decides and logs, never
+            moves an alias or a status) or ``enabled``.
+        metric: the evaluation column the gate compares (``ndcg_at_10``).
+        dims: the sizes m that count; ``None`` = every trained size of the challenger.
+        ndcg_floor: absolute floor of ``metric`` at each counted m: one number for all, or
+            ``{m: floor}`` (sizes not listed have floor 0).
+        min_delta_vs_champion: at every counted m, challenger − champion must be >= this
+            (0 = no regression; 0.01 = must improve by a point; -0.005 = tolerate noise).
+        min_delta_vs_baselines: at every counted m, challenger − best baseline must be >=
+            this. The only comparison for a first version (no champion yet).
+        baselines: the training-free methods the challenger must beat (``base`` is plain
+            truncation, ``pca``, ``svd_rotation``).
+        embeddings_dir: the frozen evaluation set's embeddings (``corpus.npy``,
+            ``queries.npy``, ids, ``meta.json``) written by the pipeline's embed stage.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_name: str | None = None
+    run_mode: RunMode = "enabled"
+    metric: str = "ndcg_at_10"
+    dims: tuple[int, ...] | None = None
+    ndcg_floor: float | dict[int, float] = 0.0
+    min_delta_vs_champion: float = 0.0
+    min_delta_vs_baselines: float = 0.0
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    embeddings_dir: str = "runs/embeddings"
+
+    @field_validator("dims")
+    @classmethod
+    def _positive_dims(cls, dims: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if dims is not None:
+            if not dims:
+                raise ValueError("registry.dims is empty: list sizes, or null for every "
+                                 "trained size")
+            bad = [m for m in dims if m <= 0]
+            if bad:
+                raise ValueError(f"registry.dims must be positive, got {bad}")
+        return dims
+
+    @field_validator("ndcg_floor")
+    @classmethod
+    def _floor_range(cls, floor: float | dict[int, float]) -> float | dict[int, float]:
+        values = floor.values() if isinstance(floor, dict) else [floor]
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        if bad:
+            raise ValueError(f"registry.ndcg_floor values must be in [0, 1], got {bad}")
+        return floor
+
+    def floor_at(self, dim: int) -> float:
+        """The absolute floor at size ``dim``."""
+        if isinstance(self.ndcg_floor, dict):
+            return float(self.ndcg_floor.get(int(dim), 0.0))
+        return float(self.ndcg_floor)
+
+
+def load_registry_config(params_path: str | Path = "params.yaml",
+                         overrides: dict[str, Any] | None = None) -> RegistryConfig:
+    """Read ``registry:`` from params.yaml; ``model_name`` falls back to the mlflow section.
+
+    Example:
+        >>> load_registry_config("params.yaml", {"run_mode": "dry_run"})  # doctest: +SKIP
+    """
+    raw = yaml.safe_load(Path(params_path).read_text()) or {}
+    section = dict(raw.get("registry") or {})
+    section.update(overrides or {})
+    if not section.get("model_name"):
+        section["model_name"] = ((raw.get("mlflow") or {}).get("registered_model_name")
+                                 or DEFAULT_MODEL_NAME)
+    return RegistryConfig.model_validate(section)

@@ -1,0 +1,168 @@
+"""Register a pipeline run's adaptor as a new version (the "register" step).
+
+Every successful run: log the pyfunc into the run, create a new version of the one
+registered model tagged ``validation_status=pending``, point alias ``challenger`` at it, and
+attach a first review report (challenger and baselines from the run's own evaluation, the
+champion's numbers as logged by its own run; the gate re-evaluates all of them on one set).
+
+Example:
+    >>> from components.registry import register_run_model
+    >>> mv = register_run_model(run_id, Path("runs/finetune/adaptor"),
+    ...                         json.loads(Path("runs/evaluation/metrics.json").read_text()),
+    ...                         {"git_commit": "abc123"},
+    ...                         model_name="matryoshka-adaptor")  # doctest: +SKIP
+    >>> mv.version, mv.tags["validation_status"]  # doctest: +SKIP
+    ('3', 'pending')
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from components.registry.client import alias_version, registry_session
+from components.registry.config import CHALLENGER, CHAMPION, DEFAULT_BASELINES
+from components.registry.load import version_metadata
+from components.registry.packaging import build_model_metadata, log_adaptor_model
+from components.registry.report import build_review_report
+
+log = logging.getLogger(__name__)
+
+VALIDATION_STATUS = "validation_status"
+PENDING, PASSED, FAILED = "pending", "passed", "failed"
+REVIEW_TAG = "review_report"
+_MAX_TAG = 5000
+
+
+def version_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Model-version tags: ``validation_status=pending`` plus searchable provenance."""
+    tags = {VALIDATION_STATUS: PENDING}
+    for key in ("provider", "base_model", "d", "recommended_dim", "adaptor_method",
+                "dataset_fingerprint", "git_commit"):
+        if metadata.get(key) is not None:
+            tags[key] = str(metadata[key])[:_MAX_TAG]
+    tags["trained_dims"] = ",".join(str(m) for m in metadata.get("trained_dims") or [])
+    for key, value in (metadata.get("dvc_hashes") or {}).items():
+        tags[f"dvc.{key}"] = str(value)[:_MAX_TAG]
+    return tags
+
+
+def ensure_registered_model(client: Any, model_name: str) -> None:
+    """Create the registered model once, with a description of the lifecycle."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        try:
+            client.create_registered_model(
+                model_name, description=(
+                    "Matryoshka-Adaptor over frozen embeddings. Aliases: `challenger` = newest "
+                    "registered version, `champion` = what applications load. Each version "
+                    "carries a review report (review/report.html). See docs/registry.md."))
+        except MlflowException:
+            client.get_registered_model(model_name)  # created concurrently
+
+
+def logged_model_id(model_version: Any) -> str | None:
+    """The LoggedModel id behind a version (``model_id``, else its ``models:/m-…`` source)."""
+    model_id = getattr(model_version, "model_id", None)
+    if model_id:
+        return str(model_id)
+    source = str(getattr(model_version, "source", "") or "")
+    if source.startswith("models:/m-"):
+        return source[len("models:/"):].split("/")[0]
+    return None
+
+
+def attach_review_report(client: Any, model_version: Any, report: Any) -> str:
+    """Log the report into the version's logged model (``review/``) and its run
+    (``review/version-N/``); tag the version with where to find it."""
+    with tempfile.TemporaryDirectory(prefix="review-") as tmp:
+        report.write(tmp)
+        model_id = logged_model_id(model_version)
+        if model_id:
+            client.log_model_artifacts(model_id, tmp, "review")
+        location = f"review/version-{model_version.version}"
+        if model_version.run_id:
+            client.log_artifacts(model_version.run_id, tmp, location)
+    value = f"runs:/{model_version.run_id}/{location}/report.html"
+    client.set_model_version_tag(model_version.name, model_version.version, REVIEW_TAG, value)
+    return value
+
+
+def _champion_logged_numbers(client: Any, model_name: str, tmp: str,
+                             exclude: str) -> tuple[str | None, dict[int, float] | None]:
+    champion = alias_version(client, model_name, CHAMPION)
+    if champion is None or champion.version == exclude:
+        return None, None
+    try:
+        meta = version_metadata(client, model_name, champion.version, tmp)
+        values = (meta.get("ndcg_at_10") or {}).get(meta.get("adaptor_method") or "", {})
+        return champion.version, {int(m): float(v) for m, v in values.items()}
+    except Exception as exc:  # the report still helps without the champion column
+        log.warning("champion v%s: no logged metrics for the report (%s)", champion.version,
+                    exc)
+        return champion.version, None
+
+
+def register_run_model(run_id: str, adaptor_dir: Path, evaluation_metrics: dict,
+                       metadata: dict, *, model_name: str,
+                       tracking_uri: str | None = None) -> Any:
+    """Log the adaptor pyfunc into ``run_id`` and register it as the new ``@challenger``.
+
+    Args:
+        run_id: the pipeline run (running or finished) the model is logged into.
+        adaptor_dir: the adaptor directory (``adaptor.json`` + ``adaptor.safetensors``).
+        evaluation_metrics: the evaluate stage's ``metrics.json`` payload
+            (``{"metrics": method → str(m) → metric → value, "recommended_dim": ...}``).
+        metadata: provenance: ``provider``, ``base_model``, ``dataset_fingerprint``,
+            ``git_commit``, ``dvc_hashes`` (dict), optionally ``trained_dims``,
+            ``adaptor_method`` (default ``adaptor_supervised``, else
+            ``adaptor_unsupervised``) and ``recommended_dim``; values missing here are
+            taken from ``adaptor.json``. Never put secrets here: it is stored verbatim.
+        model_name: the registered model.
+        tracking_uri: the MLflow store (default: see
+            :func:`components.registry.client.resolve_uri`).
+
+    Returns:
+        The new ``ModelVersion`` (tags include ``validation_status=pending``; alias
+        ``challenger`` points at it).
+    """
+    with registry_session(tracking_uri) as client:
+        meta = build_model_metadata(adaptor_dir, evaluation_metrics, metadata)
+        info = log_adaptor_model(adaptor_dir, meta, run_id=run_id)
+        ensure_registered_model(client, model_name)
+        model_version = client.create_model_version(
+            model_name, source=info.model_uri, run_id=run_id, tags=version_tags(meta),
+            model_id=info.model_id,
+            description=(f"Registered from run {run_id}: awaiting the promotion gate "
+                         f"(recommended dim {meta['recommended_dim']} of d={meta['d']})."))
+        client.set_registered_model_alias(model_name, CHALLENGER, model_version.version)
+        log.info("registered %s v%s (@%s, validation_status=pending)", model_name,
+                 model_version.version, CHALLENGER)
+        with tempfile.TemporaryDirectory(prefix="champion-meta-") as tmp:
+            champion_version, champion_values = _champion_logged_numbers(
+                client, model_name, tmp, model_version.version)
+        table = {method: values for method, values in
+                 ((m, {int(k): float(v) for k, v in vals.items()})
+                  for m, vals in meta["ndcg_at_10"].items())}
+        challenger = table.pop(meta["adaptor_method"], {}) if meta["adaptor_method"] else {}
+        report_table = {"challenger": challenger}
+        if champion_values:
+            report_table["champion"] = champion_values
+        baselines = [b for b in DEFAULT_BASELINES if b in table]
+        report_table.update({b: table[b] for b in baselines})
+        report = build_review_report(
+            model_name=model_name, version=model_version.version, table=report_table,
+            baselines=baselines, metadata=meta,
+            champion_version=champion_version if champion_values else None,
+            source=("Numbers from this run's evaluation; the champion's as logged by its own "
+                    "run. The promotion gate re-evaluates all of them on one frozen set."))
+        attach_review_report(client, model_version, report)
+        return client.get_model_version(model_name, model_version.version)
+
+

@@ -1,0 +1,127 @@
+"""Stage ``pretrain``: stage 1 of the adaptor (unsupervised, Eq. 4) on corpus embeddings.
+
+Output ``runs/pretrain/``: ``adaptor/{adaptor.json, adaptor.safetensors}`` and
+``history.json`` (the stage summary, per-step losses ``history``, the held-out curve
+``evaluations`` and the adaptor metadata). Also home of the helpers the ``finetune`` stage
+shares (:class:`TrainingOutput`, :func:`adaptor_metadata`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components.config import MethodConfig, PipelineParams
+from components.stages.common import (
+    ADAPTOR_DIR,
+    HISTORY_FILE,
+    StageError,
+    fresh_output,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from components.embedding import EmbeddingArtifacts
+    from components.training import StageResult
+
+log = logging.getLogger("components.stages.pretrain")
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    """What a training stage wrote.
+
+    Attributes:
+        out_dir: the stage's output directory.
+        history_path: ``out_dir/history.json``.
+        adaptor_dir: ``out_dir/adaptor``, or ``None`` when the stage was skipped.
+        result: the trainer's result (``None`` when skipped).
+        metadata: the metadata saved with the adaptor (``{}`` when skipped).
+    """
+
+    out_dir: Path
+    history_path: Path
+    adaptor_dir: Path | None
+    result: StageResult | None
+    metadata: dict[str, Any]
+
+    @property
+    def skipped(self) -> bool:
+        return self.adaptor_dir is None
+
+
+def load_stage_embeddings(embeddings_dir: str | Path) -> EmbeddingArtifacts:
+    """Read the ``embed`` stage's output; a missing or broken one is a :class:`StageError`."""
+    from components.embedding import EmbeddingStoreError, load_embeddings
+
+    try:
+        return load_embeddings(embeddings_dir)
+    except EmbeddingStoreError as exc:
+        raise StageError(f"{exc} (run the embed stage first)") from None
+
+
+def adaptor_metadata(meta: dict[str, Any], method: MethodConfig, dim: int, stage: str,
+                     result: StageResult) -> dict[str, Any]:
+    """The provenance saved next to an adaptor's weights.
+
+    Provider, base model, d, the trained prefix sizes, the dataset and its fingerprint, the
+    stage, and the best held-out score, so a registry or server can check compatibility
+    without the training run.
+    """
+    dims, weights = method.loss.resolve_dims(dim)
+    return {
+        "stage": stage,
+        "provider": meta.get("provider"),
+        "base_model": meta.get("model"),
+        "base_model_id": meta.get("model_id"),
+        "dim": dim,
+        "normalized_inputs": meta.get("normalize"),
+        "prefix_dims": list(dims),
+        "prefix_weights": list(weights),
+        "dataset": meta.get("dataset"),
+        "dataset_fingerprint": meta.get("dataset_fingerprint"),
+        "best_iteration": result.best_iteration,
+        "best_score": result.best_score,
+        "score_name": result.score_name,
+        "method": method.model_dump(mode="json"),
+    }
+
+
+def history_payload(stage: str, result: StageResult, metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"stage": stage, "skipped": False, "summary": result.summary(),
+            "history": result.history, "evaluations": result.evaluations,
+            "metadata": metadata}
+
+
+def run_pretrain(embeddings_dir: str | Path, params: PipelineParams,
+                 out_dir: str | Path = Path("runs/pretrain")) -> TrainingOutput:
+    """Stage 1: train the adaptor on corpus embeddings alone (no labels).
+
+    Args:
+        embeddings_dir: the ``embed`` stage's output.
+        params: pipeline params (``method:``).
+        out_dir: output directory, replaced atomically (``adaptor/`` + ``history.json``).
+
+    Raises:
+        StageError: embeddings missing/unfinished, or training rejected them (e.g. fewer
+            than 20 documents, a prefix size larger than d).
+    """
+    from components.adaptor import save_adaptor
+    from components.training import train_unsupervised
+
+    out = Path(out_dir)
+    with fresh_output(out) as staging:
+        artifacts = load_stage_embeddings(embeddings_dir)
+        try:
+            adaptor, result = train_unsupervised(artifacts.corpus, params.method)
+        except ValueError as exc:
+            raise StageError(f"pretrain: {exc}") from None
+        metadata = adaptor_metadata(artifacts.meta, params.method, artifacts.dimensions,
+                                    "pretrain", result)
+        save_adaptor(adaptor, staging / ADAPTOR_DIR, metadata)
+        write_json(staging / HISTORY_FILE, history_payload("pretrain", result, metadata))
+    log.info("pretrain: best %s=%.4f at step %d of %d (%.1fs) -> %s", result.score_name,
+             result.best_score, result.best_iteration, result.iterations, result.seconds, out)
+    return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)

@@ -1,0 +1,116 @@
+"""Bad inputs stop the pipeline at the right stage with a message naming file, row and field.
+
+Dataset problems (the validation engineer's fixtures in ``tests/data/bad``) stop
+``matryoshka validate`` with exit code 1; embeddings with NaN or the wrong dimension stop
+``matryoshka embed``. In every case nothing downstream (``runs/pretrain``) exists afterwards,
+and stale outputs of an earlier good run are gone, so no later stage can consume them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_stages_support import BAD, DIM, FAST, TINY, unit_rows
+
+import components.embedding as embedding_package
+from components import cli
+from components.embedding import EmbeddingArtifacts
+
+REPO = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "malformed_jsonl": "malformed_jsonl/corpus.jsonl, row 3, field 'text': malformed JSON",
+    "duplicate_ids": "duplicate_ids/corpus.jsonl, row 4, field '_id': 'd2'",
+    "empty_texts": "empty_texts/corpus.jsonl, row 2, field 'text': ''",
+    "unknown_qrels_ids": "unknown_qrels_ids/qrels/train.tsv, row 3, field 'query-id': 'q9'",
+    "non_numeric_score": "non_numeric_score/qrels/test.tsv, row 3, field 'score': score must "
+                         "be an integer",
+    "bad_labels": "bad_labels/qrels/test.tsv, row 3, field 'score': -1",
+}
+
+
+def args(runs: Path, *extra: str) -> list[str]:
+    out = ["--params", str(REPO / "params.yaml"), "--runs-dir", str(runs)]
+    for key, value in FAST.items():
+        out += ["--set", f"{key}={json.dumps(value)}"]
+    return out + list(extra)
+
+
+def stale_outputs(runs: Path) -> None:
+    """What an earlier, successful run on good data left behind."""
+    for stage, name in (("validation", "passed.json"), ("embeddings", "meta.json"),
+                        ("pretrain", "history.json")):
+        (runs / stage).mkdir(parents=True, exist_ok=True)
+        (runs / stage / name).write_text("{}")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_validate_rejects_bad_dataset(case: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    stale_outputs(runs)
+    code = cli.main(["validate", *args(runs, "--dataset", str(BAD / case))])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert CASES[case] in err
+    assert "FAILED" in err or "failed" in err
+    assert not (runs / "validation" / "passed.json").exists()
+    assert (runs / "validation" / "summary.txt").is_file()  # kept for inspection
+
+
+def test_pipeline_stops_at_first_failure(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Stages chained like DVC/Prefect run them: no stage after the failing one runs, and
+    none of them finds an output to consume."""
+    runs = tmp_path / "runs"
+    stale_outputs(runs)
+    dataset = str(BAD / "malformed_jsonl")
+    assert cli.main(["validate", *args(runs, "--dataset", dataset)]) == 1
+    # Even run by hand afterwards, the later stages refuse instead of using stale data.
+    assert cli.main(["embed", *args(runs, "--dataset", dataset)]) == 1
+    err = capsys.readouterr().err
+    assert "malformed_jsonl/corpus.jsonl, row 3" in err
+    assert not (runs / "embeddings").exists()
+    assert cli.main(["pretrain", *args(runs)]) == 1
+    assert "run the embed stage first" in capsys.readouterr().err
+    assert not (runs / "pretrain").exists()
+
+
+def _fake_extraction(monkeypatch: pytest.MonkeyPatch, corrupt: str) -> None:
+    def fake(dataset: Any, config: Any, out_dir: Path) -> EmbeddingArtifacts:
+        rng = np.random.default_rng(1)
+        d = DIM + 2 if corrupt == "dim" else DIM
+        corpus = unit_rows(rng.standard_normal((len(dataset.corpus), d)))
+        queries = unit_rows(rng.standard_normal((len(dataset.queries), d)))
+        if corrupt == "nan":
+            queries[4, 1] = np.nan
+        return EmbeddingArtifacts(Path(out_dir), dataset.corpus["id"].tolist(), corpus,
+                                  dataset.queries["id"].tolist(), queries, {})
+
+    monkeypatch.setattr(embedding_package, "embed_dataset", fake)
+
+
+@pytest.mark.parametrize("corrupt, expected", [
+    ("nan", "embeddings/queries.npy, row 5, field 'vector': nan at dim 1"),
+    ("dim", "embeddings/corpus.npy, row 1, field 'dim': 18 [id='d0']"),
+])
+def test_embed_rejects_bad_embeddings(corrupt: str, expected: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _fake_extraction(monkeypatch, corrupt)
+    runs = tmp_path / "runs"
+    stale_outputs(runs)
+    code = cli.main(["embed", *args(runs, "--dataset", str(TINY),
+                                    "--set", f"embedding.dimensions={DIM}")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert expected in err
+    assert not (runs / "embeddings").exists()
+    kept = runs / "embeddings.failed-validation"
+    assert f"Validation artifacts: {kept}" in err and (kept / "summary.txt").is_file()
+    assert cli.main(["pretrain", *args(runs)]) == 1
+    assert not (runs / "pretrain").exists()

@@ -1,0 +1,206 @@
+"""Unit tests of components.tracking that need no MLflow store: names, params, lineage."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.tracking import (
+    apply_overrides,
+    dvc_lock_tags,
+    evaluation_metrics,
+    flatten_params,
+    format_dim_table,
+    git_info,
+    is_secret_key,
+    metric_key,
+    parse_metric_key,
+    read_dvc_lock,
+    recommended_dim_key,
+    resolve_tracking_uri,
+    train_metric_key,
+    training_metrics,
+    ui_command,
+)
+from components.tracking.store import artifact_root_for, default_tracking_uri, mlflow_settings
+
+REPORT = {
+    "metrics": {
+        "base": {"64": {"ndcg_at_10": 0.5, "recall_at_100": 0.8, "mrr_at_10": 0.45},
+                 "384": {"ndcg_at_10": 0.6, "recall_at_100": 0.9, "mrr_at_10": 0.55}},
+        "adaptor_supervised": {"64": {"ndcg_at_10": 0.62, "recall_at_100": float("nan"),
+                                      "mrr_at_10": 0.5},
+                               "384": {"ndcg_at_10": 0.66, "recall_at_100": 0.93,
+                                       "mrr_at_10": 0.6}},
+    },
+    "recommended_dim": {"base": 384, "adaptor_supervised": 64, "pca": None},
+    "base_full_ndcg": 0.6,
+}
+
+
+def test_metric_names_follow_one_scheme() -> None:
+    assert metric_key("adaptor_supervised", "ndcg_at_10", 64) == \
+        "adaptor_supervised/ndcg_at_10/dim_64"
+    assert metric_key("base", "recall_at_100", "384") == "base/recall_at_100/dim_384"
+    assert recommended_dim_key("pca") == "recommended_dim/pca"
+    assert train_metric_key("pretrain", "loss") == "train/pretrain/loss"
+    assert parse_metric_key("adaptor_supervised/ndcg_at_10/dim_64") == \
+        ("adaptor_supervised", "ndcg_at_10", 64)
+    with pytest.raises(ValueError, match="per-dimension"):
+        parse_metric_key("train/pretrain/loss")
+    # Characters MLflow rejects are replaced, never passed through.
+    assert metric_key("svd+rot", "ndcg@10", 8) == "svd_rot/ndcg_10/dim_8"
+
+
+def test_evaluation_metrics_flattens_every_method_and_dim() -> None:
+    metrics = evaluation_metrics(REPORT)
+    assert metrics["base/ndcg_at_10/dim_64"] == 0.5
+    assert metrics["adaptor_supervised/mrr_at_10/dim_384"] == 0.6
+    assert "adaptor_supervised/recall_at_100/dim_64" not in metrics  # NaN is not logged
+    assert metrics["recommended_dim/adaptor_supervised"] == 64.0
+    assert "recommended_dim/pca" not in metrics  # never reached: no fake value
+    assert len([k for k in metrics if "/dim_" in k]) == 11
+
+
+def test_training_metrics_are_step_points() -> None:
+    history = {
+        "stage": "unsupervised", "best_iteration": 20, "best_score": 0.7,
+        "score_name": "neighbour_ndcg_at_10", "iterations": 30, "seconds": 1.5,
+        "history": [{"step": 1, "loss": 2.0, "topk": 1.0, "pairwise": 0.5,
+                     "reconstruction": 0.5},
+                    {"step": 2, "loss": 1.5, "topk": 0.8, "pairwise": 0.4,
+                     "reconstruction": 0.3, "ranking": float("inf")}],
+        "evaluations": [{"step": 10, "score": 0.6}, {"step": 20, "score": 0.7}],
+    }
+    points = list(training_metrics("pretrain", history))
+    assert ("train/pretrain/loss", 2.0, 1) in points
+    assert ("train/pretrain/reconstruction", 0.3, 2) in points
+    assert not any(k == "train/pretrain/ranking" for k, _, _ in points)  # inf skipped
+    assert ("train/pretrain/neighbour_ndcg_at_10", 0.7, 20) in points
+    assert ("train/pretrain/best_iteration", 20.0, 0) in points
+    assert all(math.isfinite(v) for _, v, _ in points)
+    # A nested summary works the same.
+    nested = {"summary": {"score_name": "heldout_ndcg_at_10", "best_score": 0.5},
+              "history": [], "evaluations": [{"step": 5, "score": 0.5}]}
+    assert ("train/finetune/heldout_ndcg_at_10", 0.5, 5) in list(
+        training_metrics("finetune", nested))
+
+
+def test_flatten_params_dotted_json_values_and_no_secrets() -> None:
+    params = {
+        "method": {"train": {"seed": 0, "unsupervised": {"learning_rate": 0.001}},
+                   "loss": {"prefix_dims": [16, 32], "prefix_weights": None}},
+        "embedding": {"provider": "openai", "api_key_env": "OPENAI_API_KEY",
+                      "api_key": "sk-secret", "base_url": "https://u:p@host/v1"},
+        "validation": {"build_data_docs": True},
+        "empty": {},
+    }
+    flat = flatten_params(params)
+    assert flat["method.train.seed"] == "0"
+    assert flat["method.train.unsupervised.learning_rate"] == "0.001"
+    assert flat["method.loss.prefix_dims"] == "[16, 32]"
+    assert flat["method.loss.prefix_weights"] == "null"
+    assert flat["validation.build_data_docs"] == "true"
+    assert flat["embedding.api_key_env"] == "OPENAI_API_KEY"  # a variable name, kept
+    assert flat["embedding.api_key"] == "<redacted>"
+    assert "p@" not in flat["embedding.base_url"] and "host/v1" in flat["embedding.base_url"]
+    assert flat["empty"] == "{}"
+    assert is_secret_key("x.token") and not is_secret_key("x.api_key_env")
+
+
+def test_apply_overrides_is_a_deep_copy() -> None:
+    params = {"method": {"train": {"seed": 0}}}
+    out = apply_overrides(params, {"method.train.seed": 3, "mlflow.experiment_name": "e"})
+    assert out == {"method": {"train": {"seed": 3}}, "mlflow": {"experiment_name": "e"}}
+    assert params["method"]["train"]["seed"] == 0
+    with pytest.raises(ValueError, match="not a section"):
+        apply_overrides(params, {"method.train.seed.x": 1})
+
+
+DVC_LOCK = """\
+schema: '2.0'
+stages:
+  validate:
+    cmd: matryoshka validate
+    deps:
+    - path: data/scifact
+      hash: md5
+      md5: 0123456789abcdef0123456789abcdef.dir
+      size: 100
+      nfiles: 4
+    params:
+      params.yaml:
+        validation.sample_rows: 5
+    outs:
+    - path: runs/validation
+      hash: md5
+      md5: fedcba9876543210fedcba9876543210.dir
+  evaluate:
+    cmd: matryoshka evaluate
+    outs:
+    - path: runs/evaluation/metrics.json
+      hash: md5
+      md5: 11111111111111111111111111111111
+"""
+
+
+def test_dvc_lock_hashes_become_tags(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(DVC_LOCK)
+    parsed = read_dvc_lock(lock)
+    assert parsed["validate"]["deps"] == {"data/scifact":
+                                          "0123456789abcdef0123456789abcdef.dir"}
+    tags = dvc_lock_tags(lock)
+    assert tags == {
+        "dvc.validate.data/scifact": "0123456789abcdef0123456789abcdef.dir",
+        "dvc.validate.runs/validation": "fedcba9876543210fedcba9876543210.dir",
+        "dvc.evaluate.runs/evaluation/metrics.json": "1" * 32,
+    }
+    assert read_dvc_lock(tmp_path / "missing.lock") == {}
+    (tmp_path / "bad.lock").write_text("- a list\n")
+    with pytest.raises(ValueError, match="bad.lock"):
+        read_dvc_lock(tmp_path / "bad.lock")
+
+
+def test_git_info(tmp_path: Path) -> None:
+    assert git_info(tmp_path).commit is None
+    assert git_info(tmp_path).tags() == {"git_commit": "unknown"}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env_git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f.txt").write_text("a")
+    subprocess.run([*env_git, "add", "f.txt"], check=True)
+    subprocess.run([*env_git, "commit", "-qm", "init"], check=True)
+    info = git_info(repo)
+    assert info.commit is not None and len(info.commit) == 40 and info.dirty is False
+    (repo / "f.txt").write_text("b")
+    assert git_info(repo).dirty is True
+    assert git_info(repo).tags()["git_dirty"] == "true"
+
+
+def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = default_tracking_uri(tmp_path)
+    assert default == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    assert resolve_tracking_uri(tmp_path) == default
+    assert resolve_tracking_uri(tmp_path, "sqlite:///x.db") == "sqlite:///x.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri(tmp_path, "sqlite:///x.db") == "http://127.0.0.1:5000"
+    assert artifact_root_for(default) == tmp_path.resolve() / "mlflow" / "artifacts"
+    assert artifact_root_for("http://127.0.0.1:5000") is None
+    assert ui_command(default).startswith(f"mlflow ui --backend-store-uri {default} "
+                                          "--host 127.0.0.1")
+    settings = mlflow_settings({"mlflow": {"experiment_name": "x", "tracking_uri": None}})
+    assert settings["experiment_name"] == "x" and settings["tracking_uri"] is None
+
+
+def test_format_dim_table() -> None:
+    table = format_dim_table(REPORT)
+    lines = table.splitlines()
+    assert "| method | m=64 | m=384 | recommended m |" in lines
+    assert "| base | 0.5000 | 0.6000 | 384 |" in lines
+    assert "| adaptor_supervised | 0.6200 | 0.6600 | 64 |" in lines
