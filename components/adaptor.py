@@ -42,8 +42,9 @@ FORMAT_VERSION = 1
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
-def check_embeddings(matrix: torch.Tensor | np.ndarray, name: str,
-                     dim: int | None = None) -> torch.Tensor:
+def check_embeddings(
+    matrix: torch.Tensor | np.ndarray, name: str, dim: int | None = None
+) -> torch.Tensor:
     """Return ``matrix`` as a float32 tensor after checking shape and finiteness.
 
     Raises:
@@ -61,8 +62,10 @@ def check_embeddings(matrix: torch.Tensor | np.ndarray, name: str,
     finite = torch.isfinite(tensor).all(dim=1)
     if not bool(finite.all()):
         bad = (~finite).nonzero().flatten()
-        raise ValueError(f"{name}: {bad.numel()} row(s) contain NaN or infinite values "
-                         f"(first: row {int(bad[0])})")
+        raise ValueError(
+            f"{name}: {bad.numel()} row(s) contain NaN or infinite values "
+            f"(first: row {int(bad[0])})"
+        )
     return tensor
 
 
@@ -95,23 +98,28 @@ class MatryoshkaAdaptor(nn.Module):
             ``config.use_rotation`` is true, refused otherwise.
     """
 
-    def __init__(self, dim: int, config: AdaptorConfig | None = None,
-                 rotation: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, dim: int, config: AdaptorConfig | None = None, rotation: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         config = config or AdaptorConfig()
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         if config.use_rotation and rotation is None:
-            raise ValueError("config.use_rotation is true but no rotation was given: fit one "
-                             "with fit_rotation(corpus_embeddings)")
+            raise ValueError(
+                "config.use_rotation is true but no rotation was given: fit one "
+                "with fit_rotation(corpus_embeddings)"
+            )
         if not config.use_rotation and rotation is not None:
             raise ValueError("a rotation was given but config.use_rotation is false")
         if rotation is not None and tuple(rotation.shape) != (dim, dim):
             raise ValueError(f"rotation must be {dim}x{dim}, got {tuple(rotation.shape)}")
         self.dim = dim
         self.config = config
-        self.register_buffer("rotation", rotation.to(torch.float32).clone()
-                             if rotation is not None else torch.empty(0))
+        self.register_buffer(
+            "rotation",
+            rotation.to(torch.float32).clone() if rotation is not None else torch.empty(0),
+        )
         hidden = config.hidden_dim or dim
         layers: list[nn.Module] = []
         width = dim
@@ -130,8 +138,9 @@ class MatryoshkaAdaptor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dim:
-            raise ValueError(f"dimension mismatch: adaptor expects d={self.dim}, "
-                             f"got d={x.shape[-1]}")
+            raise ValueError(
+                f"dimension mismatch: adaptor expects d={self.dim}, got d={x.shape[-1]}"
+            )
         z = self.rotate(x)
         return z + self.residual(z)
 
@@ -142,8 +151,9 @@ class MatryoshkaAdaptor(nn.Module):
         return z + residual, residual
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor | np.ndarray, dim: int | None = None,
-              batch_size: int = 8192) -> torch.Tensor:
+    def embed(
+        self, x: torch.Tensor | np.ndarray, dim: int | None = None, batch_size: int = 8192
+    ) -> torch.Tensor:
         """Adapt, truncate to ``dim`` (default d) and L2-normalise, in inference mode."""
         m = dim or self.dim
         if not 0 < m <= self.dim:
@@ -152,14 +162,17 @@ class MatryoshkaAdaptor(nn.Module):
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
-        out = [nn.functional.normalize(self(chunk.to(device))[:, :m], dim=-1).cpu()
-               for chunk in x.split(batch_size)]
+        out = [
+            nn.functional.normalize(self(chunk.to(device))[:, :m], dim=-1).cpu()
+            for chunk in x.split(batch_size)
+        ]
         self.train(was_training)
         return torch.cat(out)
 
 
-def save_adaptor(adaptor: MatryoshkaAdaptor, directory: str | Path,
-                 metadata: dict[str, Any] | None = None) -> Path:
+def save_adaptor(
+    adaptor: MatryoshkaAdaptor, directory: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write ``adaptor.json`` + ``adaptor.safetensors`` atomically into ``directory``.
 
     The directory is assembled under a temporary name and renamed into place, so a crash
@@ -191,8 +204,9 @@ def save_adaptor(adaptor: MatryoshkaAdaptor, directory: str | Path,
     return target
 
 
-def load_adaptor(directory: str | Path, expected_dim: int | None = None,
-                 device: str | torch.device = "cpu") -> tuple[MatryoshkaAdaptor, dict[str, Any]]:
+def load_adaptor(
+    directory: str | Path, expected_dim: int | None = None, device: str | torch.device = "cpu"
+) -> tuple[MatryoshkaAdaptor, dict[str, Any]]:
     """Load an adaptor directory; checks its d against ``expected_dim`` when given.
 
     Returns:
@@ -206,16 +220,21 @@ def load_adaptor(directory: str | Path, expected_dim: int | None = None,
         raise FileNotFoundError(f"{root}: not an adaptor directory (no {CONFIG_FILE})")
     document = json.loads(config_path.read_text())
     if document.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_path}: unsupported format_version "
-                         f"{document.get('format_version')!r} (expected {FORMAT_VERSION})")
+        raise ValueError(
+            f"{config_path}: unsupported format_version "
+            f"{document.get('format_version')!r} (expected {FORMAT_VERSION})"
+        )
     dim = int(document["dim"])
     if expected_dim is not None and dim != expected_dim:
-        raise ValueError(f"{root}: dimension mismatch: adaptor was trained for d={dim}, "
-                         f"embeddings have d={expected_dim}")
+        raise ValueError(
+            f"{root}: dimension mismatch: adaptor was trained for d={dim}, "
+            f"embeddings have d={expected_dim}"
+        )
     config = AdaptorConfig.model_validate(document["config"])
     state = load_file(str(root / WEIGHTS_FILE))
     rotation = state.get("rotation")
-    adaptor = MatryoshkaAdaptor(dim, config,
-                                rotation if rotation is not None and rotation.numel() else None)
+    adaptor = MatryoshkaAdaptor(
+        dim, config, rotation if rotation is not None and rotation.numel() else None
+    )
     adaptor.load_state_dict(state)
     return adaptor.to(device).eval(), document.get("metadata", {})

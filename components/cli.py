@@ -39,8 +39,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("components.cli")
 
 # Loggers that are chatty at INFO and say nothing a pipeline user needs.
-_QUIET_LOGGERS = ("great_expectations", "matplotlib", "urllib3", "httpx", "filelock",
-                  "sentence_transformers", "alembic", "prefect._internal")
+_QUIET_LOGGERS = (
+    "great_expectations",
+    "matplotlib",
+    "urllib3",
+    "httpx",
+    "filelock",
+    "sentence_transformers",
+    "alembic",
+    "prefect._internal",
+)
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -53,22 +61,42 @@ def _override(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_common(parser: argparse.ArgumentParser, *, params_default: Path | None = DEFAULT_PARAMS,
-                dataset: bool = True, runs_dir: bool = True) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser,
+    *,
+    params_default: Path | None = DEFAULT_PARAMS,
+    dataset: bool = True,
+    runs_dir: bool = True,
+) -> None:
     """``--params`` and ``--set`` (every command), ``--dataset`` and ``--runs-dir``."""
     if not any(a.dest == "params" for a in parser._actions):  # embed/validate define it
-        parser.add_argument("--params", type=Path, default=params_default,
-                            help="params file (default: params.yaml)")
-    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", type=_override,
-                        action="append", default=[],
-                        help="override a params.yaml value by dotted key (repeatable), "
-                        "e.g. --set method.train.seed=1")
+        parser.add_argument(
+            "--params", type=Path, default=params_default, help="params file (default: params.yaml)"
+        )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        type=_override,
+        action="append",
+        default=[],
+        help="override a params.yaml value by dotted key (repeatable), "
+        "e.g. --set method.train.seed=1",
+    )
     if dataset and not any(a.dest == "dataset" for a in parser._actions):
-        parser.add_argument("--dataset", type=Path, default=None,
-                            help="dataset directory (default: dataset.path in the params)")
+        parser.add_argument(
+            "--dataset",
+            type=Path,
+            default=None,
+            help="dataset directory (default: dataset.path in the params)",
+        )
     if runs_dir:
-        parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS,
-                            help="root of the stage outputs (default: runs)")
+        parser.add_argument(
+            "--runs-dir",
+            type=Path,
+            default=DEFAULT_RUNS,
+            help="root of the stage outputs (default: runs)",
+        )
 
 
 def _params(args: argparse.Namespace, *, missing_ok: bool = False) -> Any:
@@ -123,8 +151,9 @@ def _validate(args: argparse.Namespace) -> int:
 
     params = _params(args, missing_ok=True)
     out = args.out if args.out is not None else _layout(args).validation
-    report = run_validate(dataset_config(params).path, params, out,
-                          build_docs=False if args.no_docs else None)
+    report = run_validate(
+        dataset_config(params).path, params, out, build_docs=False if args.no_docs else None
+    )
     print(report.summary())
     return EXIT_OK
 
@@ -143,8 +172,10 @@ def _embed(args: argparse.Namespace) -> int:
     params = _params(args)
     out = args.out if args.out is not None else _layout(args).embeddings
     artifacts = run_embed(dataset_config(params).path, params, out)
-    print(f"embeddings: corpus {artifacts.corpus.shape}, queries {artifacts.queries.shape} "
-          f"({artifacts.meta.get('provider')}, {artifacts.meta.get('model')}) -> {out}")
+    print(
+        f"embeddings: corpus {artifacts.corpus.shape}, queries {artifacts.queries.shape} "
+        f"({artifacts.meta.get('provider')}, {artifacts.meta.get('model')}) -> {out}"
+    )
     return EXIT_OK
 
 
@@ -162,14 +193,18 @@ def _stage(name: str) -> Callable[[argparse.Namespace], int]:
             else:
                 assert result.result is not None
                 summary = result.result.summary()
-                print(f"{name}: best {summary['score_name']}={summary['best_score']:.4f} at "
-                      f"step {summary['best_iteration']} of {summary['iterations']} "
-                      f"({summary['seconds']}s) -> {result.out_dir}")
+                print(
+                    f"{name}: best {summary['score_name']}={summary['best_score']:.4f} at "
+                    f"step {summary['best_iteration']} of {summary['iterations']} "
+                    f"({summary['seconds']}s) -> {result.out_dir}"
+                )
         elif name == "validate":
             print(result.summary())
         elif name == "embed":
-            print(f"embeddings: corpus {result.corpus.shape}, queries {result.queries.shape} "
-                  f"-> {result.out_dir}")
+            print(
+                f"embeddings: corpus {result.corpus.shape}, queries {result.queries.shape} "
+                f"-> {result.out_dir}"
+            )
         return EXIT_OK
 
     handler.__doc__ = f"{name}: run the stage with the default layout"
@@ -201,26 +236,34 @@ def _run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in ("pipelines", "pipelines.retraining"):
             raise
-        print("error: the retraining flow is not available (pipelines/retraining.py with "
-              "retraining_flow is missing); run the stages with `dvc repro` or "
-              "`matryoshka stage NAME` instead", file=sys.stderr)
+        print(
+            "error: the retraining flow is not available (pipelines/retraining.py with "
+            "retraining_flow is missing); run the stages with `dvc repro` or "
+            "`matryoshka stage NAME` instead",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     flow = getattr(module, "retraining_flow", None)
     if flow is None:
         print("error: pipelines.retraining has no retraining_flow", file=sys.stderr)
         return EXIT_FAILED
     _params(args)  # fail fast (exit 2) on a bad params file or override
-    kwargs: dict[str, Any] = {"dataset": str(args.dataset) if args.dataset else None,
-                              "provider": args.provider, "overrides": dict(args.overrides)}
+    kwargs: dict[str, Any] = {
+        "dataset": str(args.dataset) if args.dataset else None,
+        "provider": args.provider,
+        "overrides": dict(args.overrides),
+    }
     accepted = inspect.signature(getattr(flow, "fn", flow)).parameters
     if args.params is not None:
         names = [n for n in ("params", "params_path") if n in accepted]
         if names:
             kwargs[names[0]] = str(args.params)
         elif args.params.resolve() != DEFAULT_PARAMS.resolve():
-            print(f"error: the retraining flow reads params.yaml of the project; --params "
-                  f"{args.params} is not supported by `run` (use --set KEY=VALUE)",
-                  file=sys.stderr)
+            print(
+                f"error: the retraining flow reads params.yaml of the project; --params "
+                f"{args.params} is not supported by `run` (use --set KEY=VALUE)",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     result = flow(**kwargs)
     if result is not None:
@@ -240,11 +283,12 @@ def _relax(parser: argparse.ArgumentParser, *dests: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``matryoshka`` argument parser (no heavy imports)."""
     from components.embedding.cli import add_embed_command
+    from components.registry.cli import add_registry_commands
     from components.validation.cli import add_validate_command
 
     parser = argparse.ArgumentParser(
-        prog="matryoshka", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="matryoshka", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -260,48 +304,76 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(embed)
     embed.set_defaults(handler=_guard(_embed))
 
-    helps = {"pretrain": "stage 1: train the adaptor on corpus embeddings (no labels)",
-             "finetune": "stage 2: continue with the training labels (skipped without them)",
-             "evaluate": "nDCG/Recall/MRR of every method at every m on the test split"}
+    helps = {
+        "pretrain": "stage 1: train the adaptor on corpus embeddings (no labels)",
+        "finetune": "stage 2: continue with the training labels (skipped without them)",
+        "evaluate": "nDCG/Recall/MRR of every method at every m on the test split",
+    }
     for name, text in helps.items():
         stage = sub.add_parser(name, help=text, description=text)
         _add_common(stage, dataset=name != "pretrain")
         stage.set_defaults(handler=_guard(_stage(name)))
 
-    by_name = sub.add_parser("stage", help="run one stage by its dvc.yaml name",
-                             description="Run one pipeline stage by its dvc.yaml name.")
+    by_name = sub.add_parser(
+        "stage",
+        help="run one stage by its dvc.yaml name",
+        description="Run one pipeline stage by its dvc.yaml name.",
+    )
     by_name.add_argument("name", choices=STAGE_NAMES)
     _add_common(by_name)
     by_name.set_defaults(handler=_guard(_stage_by_name))
 
-    results = sub.add_parser("results", help="print the last evaluation table",
-                             description="Print runs/evaluation/metrics.json as a table with "
-                             "the recommended dimension.")
+    results = sub.add_parser(
+        "results",
+        help="print the last evaluation table",
+        description="Print runs/evaluation/metrics.json as a table with the recommended dimension.",
+    )
     _add_common(results, dataset=False)
-    results.add_argument("--metrics", type=Path, default=None,
-                         help="metrics.json or its directory (default: runs/evaluation)")
+    results.add_argument(
+        "--metrics",
+        type=Path,
+        default=None,
+        help="metrics.json or its directory (default: runs/evaluation)",
+    )
     results.set_defaults(handler=_guard(_results))
 
-    run = sub.add_parser("run", help="run the whole retraining flow (Prefect)",
-                         description="Run the retraining flow: validate, embed, pretrain, "
-                         "finetune, evaluate, with tracking (pipelines.retraining).")
+    run = sub.add_parser(
+        "run",
+        help="run the whole retraining flow (Prefect)",
+        description="Run the retraining flow: validate, embed, pretrain, "
+        "finetune, evaluate, with tracking (pipelines.retraining).",
+    )
     _add_common(run, runs_dir=False)
     run.add_argument("--provider", default=None, help="embedding provider override")
     run.set_defaults(handler=_guard(_run))
+
+    add_registry_commands(sub)  # promote, rollback, review-report
     return parser
 
 
 def _configure_logging(verbose: bool, level_name: str | None = None) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, str(level_name or "INFO").upper(),
-                                                  logging.INFO)
+    level = (
+        logging.DEBUG
+        if verbose
+        else getattr(logging, str(level_name or "INFO").upper(), logging.INFO)
+    )
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     root.setLevel(level)
     if not verbose:
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Some libraries (GX) set their own child loggers' levels on import: filter too.
+        for handler in root.handlers:
+            handler.addFilter(_quiet_filter)
+
+
+def _quiet_filter(record: logging.LogRecord) -> bool:
+    """Drop INFO/DEBUG records of :data:`_QUIET_LOGGERS`."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(_QUIET_LOGGERS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

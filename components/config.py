@@ -64,8 +64,9 @@ class LossConfig(FrozenModel):
     def _check_prefixes(self) -> LossConfig:
         if self.prefix_dims is not None:
             if not self.prefix_dims:
-                raise ValueError("prefix_dims is empty: give at least one prefix size, e.g. "
-                                 "(64, 128, 256)")
+                raise ValueError(
+                    "prefix_dims is empty: give at least one prefix size, e.g. (64, 128, 256)"
+                )
             bad = [m for m in self.prefix_dims if m <= 0]
             if bad:
                 raise ValueError(f"prefix_dims must be positive, got {bad}")
@@ -88,8 +89,10 @@ class LossConfig(FrozenModel):
         dims = self.prefix_dims if self.prefix_dims is not None else default_prefix_dims(dim)
         too_large = [m for m in dims if m > dim]
         if too_large:
-            raise ValueError(f"prefix size(s) {too_large} exceed the embedding dimension "
-                             f"d={dim}; every size in prefix_dims must be <= {dim}")
+            raise ValueError(
+                f"prefix size(s) {too_large} exceed the embedding dimension "
+                f"d={dim}; every size in prefix_dims must be <= {dim}"
+            )
         weights = self.prefix_weights or tuple(1.0 for _ in dims)
         total = float(sum(weights))
         return tuple(dims), tuple(w / total for w in weights)
@@ -187,8 +190,9 @@ class PipelineParams(FrozenModel):
     evaluation: EvaluationConfig = EvaluationConfig()
 
 
-def load_params(path: str | Path = "params.yaml",
-                overrides: dict[str, Any] | None = None) -> PipelineParams:
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> PipelineParams:
     """Read ``params.yaml``, apply dotted-key overrides, validate into PipelineParams.
 
     Example:

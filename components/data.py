@@ -39,8 +39,9 @@ QRELS_COLUMNS = ["query_id", "doc_id", "score"]
 class DataFormatError(ValueError):
     """Bad input data; the message names the file, the row and the field."""
 
-    def __init__(self, path: Path | str, message: str, row: int | None = None,
-                 field_name: str | None = None) -> None:
+    def __init__(
+        self, path: Path | str, message: str, row: int | None = None, field_name: str | None = None
+    ) -> None:
         self.path = str(path)
         self.row = row
         self.field_name = field_name
@@ -63,7 +64,7 @@ class RetrievalDataset:
 
     def corpus_texts(self) -> list[str]:
         """Texts to embed for the corpus: ``title + " " + text`` (the BEIR convention)."""
-        joined = (self.corpus["title"].str.strip() + " " + self.corpus["text"].str.strip())
+        joined = self.corpus["title"].str.strip() + " " + self.corpus["text"].str.strip()
         return joined.str.strip().tolist()
 
     def query_texts(self) -> list[str]:
@@ -83,8 +84,9 @@ class RetrievalDataset:
         return dataset_fingerprint(self.corpus, self.queries, self.qrels)
 
 
-def dataset_fingerprint(corpus: pd.DataFrame, queries: pd.DataFrame,
-                        qrels: dict[str, pd.DataFrame]) -> str:
+def dataset_fingerprint(
+    corpus: pd.DataFrame, queries: pd.DataFrame, qrels: dict[str, pd.DataFrame]
+) -> str:
     """sha256 over the sorted, canonically serialised tables.
 
     Content-only: reordering rows, gzip vs plain files or BEIR vs user layout give the same
@@ -123,11 +125,11 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataFormatError(path, f"malformed JSON: {exc.msg} (column "
-                                          f"{exc.colno})", row=line_number) from exc
+                    raise DataFormatError(
+                        path, f"malformed JSON: {exc.msg} (column {exc.colno})", row=line_number
+                    ) from exc
                 if not isinstance(record, dict):
-                    raise DataFormatError(path, "expected a JSON object",
-                                          row=line_number)
+                    raise DataFormatError(path, "expected a JSON object", row=line_number)
                 yield line_number, record
         except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
             raise DataFormatError(path, f"unreadable file ({exc})") from exc
@@ -139,8 +141,9 @@ def _as_text(path: Path, row: int, field_name: str, value: object, required: boo
             raise DataFormatError(path, "missing value", row=row, field_name=field_name)
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise DataFormatError(path, f"expected a string, got {type(value).__name__}",
-                              row=row, field_name=field_name)
+        raise DataFormatError(
+            path, f"expected a string, got {type(value).__name__}", row=row, field_name=field_name
+        )
     return str(value)
 
 
@@ -182,28 +185,38 @@ def read_qrels(path: Path) -> pd.DataFrame:
     with _open_text(path) as handle:
         lines = handle.read().splitlines()
     if not lines:
-        raise DataFormatError(path, "empty file: expected a header 'query-id corpus-id score'",
-                              row=1)
+        raise DataFormatError(
+            path, "empty file: expected a header 'query-id corpus-id score'", row=1
+        )
     header = [cell.strip() for cell in lines[0].split("\t")]
     if header[:3] != ["query-id", "corpus-id", "score"]:
-        raise DataFormatError(path, f"expected header 'query-id\\tcorpus-id\\tscore', got "
-                              f"{lines[0]!r}", row=1)
+        raise DataFormatError(
+            path, f"expected header 'query-id\\tcorpus-id\\tscore', got {lines[0]!r}", row=1
+        )
     names = ("query-id", "corpus-id", "score")
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         cells = [cell.strip() for cell in line.split("\t")]
         if len(cells) < 3:
-            raise DataFormatError(path, f"expected 3 tab-separated fields, got {len(cells)}",
-                                  row=line_number, field_name=names[len(cells)])
+            raise DataFormatError(
+                path,
+                f"expected 3 tab-separated fields, got {len(cells)}",
+                row=line_number,
+                field_name=names[len(cells)],
+            )
         for name, cell in zip(names, cells[:3], strict=True):
             if not cell:
                 raise DataFormatError(path, "empty value", row=line_number, field_name=name)
         try:
             score = int(cells[2])
         except ValueError:
-            raise DataFormatError(path, f"score must be an integer, got {cells[2]!r}",
-                                  row=line_number, field_name="score") from None
+            raise DataFormatError(
+                path,
+                f"score must be an integer, got {cells[2]!r}",
+                row=line_number,
+                field_name="score",
+            ) from None
         rows.append((cells[0], cells[1], score))
     frame = pd.DataFrame(rows, columns=QRELS_COLUMNS)
     return frame.astype({"query_id": "str", "doc_id": "str", "score": "int64"})
@@ -220,8 +233,9 @@ def _find(directory: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 
 
-def load_dataset(directory: str | Path, name: str | None = None,
-                 splits: tuple[str, ...] | None = None) -> RetrievalDataset:
+def load_dataset(
+    directory: str | Path, name: str | None = None, splits: tuple[str, ...] | None = None
+) -> RetrievalDataset:
     """Load a dataset directory in BEIR layout or the plain user format.
 
     Args:
@@ -237,8 +251,9 @@ def load_dataset(directory: str | Path, name: str | None = None,
         raise DataFormatError(root, "dataset directory not found")
     corpus_path = _find(root, "corpus", _SUFFIXES)
     if corpus_path is None:
-        raise DataFormatError(root, "no corpus file (corpus.jsonl, corpus.jsonl.gz or "
-                              "corpus.parquet)")
+        raise DataFormatError(
+            root, "no corpus file (corpus.jsonl, corpus.jsonl.gz or corpus.parquet)"
+        )
     # BEIR files use `_id`; the user format uses `id`. Sniff the first record.
     id_field = _id_field(corpus_path)
     corpus = _read_records(corpus_path, id_field, with_title=True)
@@ -257,8 +272,7 @@ def load_dataset(directory: str | Path, name: str | None = None,
         missing = sorted(set(splits) - set(qrels))
         if missing:
             raise DataFormatError(qrels_dir, f"missing qrels split(s) {missing}")
-    return RetrievalDataset(name=name or root.name, corpus=corpus, queries=queries,
-                            qrels=qrels)
+    return RetrievalDataset(name=name or root.name, corpus=corpus, queries=queries, qrels=qrels)
 
 
 def _id_field(path: Path) -> str:
@@ -281,28 +295,33 @@ def check_dataset(dataset: RetrievalDataset, root: str | Path = "") -> None:
     base = Path(root) if root else Path(dataset.name)
     for table, frame in (("corpus", dataset.corpus), ("queries", dataset.queries)):
         if table == "corpus" and frame.empty:
-            raise DataFormatError(base / "corpus", "empty corpus: at least one document "
-                                  "is needed")
+            raise DataFormatError(base / "corpus", "empty corpus: at least one document is needed")
         ids = frame["id"]
         empty = ids.str.strip() == ""
         if empty.any():
-            raise DataFormatError(base / table, "empty id", row=int(empty.idxmax()) + 1,
-                                  field_name="id")
+            raise DataFormatError(
+                base / table, "empty id", row=int(empty.idxmax()) + 1, field_name="id"
+            )
         dup = ids.duplicated()
         if dup.any():
             position = int(dup.to_numpy().nonzero()[0][0])
-            raise DataFormatError(base / table, f"duplicate id {ids.iloc[position]!r}",
-                                  row=position + 1, field_name="id")
+            raise DataFormatError(
+                base / table,
+                f"duplicate id {ids.iloc[position]!r}",
+                row=position + 1,
+                field_name="id",
+            )
     doc_ids = set(dataset.corpus["id"])
     query_ids = set(dataset.queries["id"])
     for split, frame in dataset.qrels.items():
         path = base / "qrels" / f"{split}.tsv"
-        for position, (qid, did) in enumerate(zip(frame["query_id"], frame["doc_id"],
-                                                  strict=True)):
+        for position, (qid, did) in enumerate(zip(frame["query_id"], frame["doc_id"], strict=True)):
             # +2: the header is row 1 of the file.
             if qid not in query_ids:
-                raise DataFormatError(path, f"unknown query id {qid!r}", row=position + 2,
-                                      field_name="query-id")
+                raise DataFormatError(
+                    path, f"unknown query id {qid!r}", row=position + 2, field_name="query-id"
+                )
             if did not in doc_ids:
-                raise DataFormatError(path, f"unknown corpus id {did!r}", row=position + 2,
-                                      field_name="corpus-id")
+                raise DataFormatError(
+                    path, f"unknown corpus id {did!r}", row=position + 2, field_name="corpus-id"
+                )

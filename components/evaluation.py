@@ -36,8 +36,7 @@ BASE_METHOD = "base"
 
 def metric_names(config: EvaluationConfig) -> tuple[str, str, str]:
     """Column names, e.g. ``ndcg_at_10``, ``recall_at_100``, ``mrr_at_10``."""
-    return (f"ndcg_at_{config.ndcg_k}", f"recall_at_{config.recall_k}",
-            f"mrr_at_{config.mrr_k}")
+    return (f"ndcg_at_{config.ndcg_k}", f"recall_at_{config.recall_k}", f"mrr_at_{config.mrr_k}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,8 @@ class EvaluationReport:
         out: dict[str, dict[str, dict[str, float]]] = {}
         for row in self.table.itertuples(index=False):
             out.setdefault(row.method, {})[str(row.dim)] = {
-                name: float(getattr(row, name)) for name in metrics}
+                name: float(getattr(row, name)) for name in metrics
+            }
         return out
 
     def pivot(self, metric: str | None = None) -> pd.DataFrame:
@@ -83,17 +83,23 @@ class EvaluationReport:
         return self.table.pivot(index="method", columns="dim", values=metric).loc[methods]
 
     def to_json(self) -> dict:
-        return {"metrics": self.nested(), "recommended_dim": self.recommended_dims(),
-                "base_full_ndcg": self.base_full_ndcg(),
-                "recommend_fraction": self.config.recommend_fraction,
-                "queries": self.query_count}
+        return {
+            "metrics": self.nested(),
+            "recommended_dim": self.recommended_dims(),
+            "base_full_ndcg": self.base_full_ndcg(),
+            "recommend_fraction": self.config.recommend_fraction,
+            "queries": self.query_count,
+        }
 
     def write(self, directory: str | Path) -> dict[str, Path]:
         """``metrics.json``, ``metrics.csv`` and ``ndcg_vs_dim.png``, each written atomically."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "metrics.json", "csv": out / "metrics.csv",
-                 "plot": out / "ndcg_vs_dim.png"}
+        paths = {
+            "json": out / "metrics.json",
+            "csv": out / "metrics.csv",
+            "plot": out / "ndcg_vs_dim.png",
+        }
         _atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, sort_keys=True))
         _atomic_write_text(paths["csv"], self.table.to_csv(index=False, float_format="%.6f"))
         plot_ndcg_vs_dim(self, paths["plot"])
@@ -131,10 +137,15 @@ def plot_ndcg_vs_dim(report: EvaluationReport, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def evaluate_methods(methods: Mapping[str, Embedder], corpus: torch.Tensor | np.ndarray,
-                     corpus_ids: list[str], queries: torch.Tensor | np.ndarray,
-                     query_ids: list[str], qrels: pd.DataFrame,
-                     config: EvaluationConfig) -> EvaluationReport:
+def evaluate_methods(
+    methods: Mapping[str, Embedder],
+    corpus: torch.Tensor | np.ndarray,
+    corpus_ids: list[str],
+    queries: torch.Tensor | np.ndarray,
+    query_ids: list[str],
+    qrels: pd.DataFrame,
+    config: EvaluationConfig,
+) -> EvaluationReport:
     """Score every method at every m of the grid (default grid: powers of two and d).
 
     Args:
@@ -165,11 +176,21 @@ def evaluate_methods(methods: Mapping[str, Embedder], corpus: torch.Tensor | np.
         full_corpus = method.embed(corpus, d)
         full_queries = method.embed(eval_queries, d)
         for m in dims:
-            ranked = cosine_top_k(F.normalize(full_queries[:, :m], dim=-1),
-                                  F.normalize(full_corpus[:, :m], dim=-1), depth)
-            values = ranking_metrics(ranked, relevance, config.ndcg_k, config.recall_k,
-                                     config.mrr_k)
-            rows.append({"method": name, "dim": int(m), ndcg_name: values["ndcg"],
-                         recall_name: values["recall"], mrr_name: values["mrr"]})
-    return EvaluationReport(table=pd.DataFrame(rows), config=config,
-                            query_count=len(rows_idx))
+            ranked = cosine_top_k(
+                F.normalize(full_queries[:, :m], dim=-1),
+                F.normalize(full_corpus[:, :m], dim=-1),
+                depth,
+            )
+            values = ranking_metrics(
+                ranked, relevance, config.ndcg_k, config.recall_k, config.mrr_k
+            )
+            rows.append(
+                {
+                    "method": name,
+                    "dim": int(m),
+                    ndcg_name: values["ndcg"],
+                    recall_name: values["recall"],
+                    mrr_name: values["mrr"],
+                }
+            )
+    return EvaluationReport(table=pd.DataFrame(rows), config=config, query_count=len(rows_idx))

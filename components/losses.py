@@ -27,13 +27,15 @@ def prefix_normalize(x: torch.Tensor, m: int) -> torch.Tensor:
     return F.normalize(x[..., :m], dim=-1)
 
 
-def _weighted_over_prefixes(per_prefix: Sequence[torch.Tensor],
-                            weights: Sequence[float]) -> torch.Tensor:
+def _weighted_over_prefixes(
+    per_prefix: Sequence[torch.Tensor], weights: Sequence[float]
+) -> torch.Tensor:
     return torch.stack([w * value for w, value in zip(weights, per_prefix, strict=True)]).sum()
 
 
-def pairwise_loss(original: torch.Tensor, adapted: torch.Tensor, dims: Sequence[int],
-                  weights: Sequence[float]) -> torch.Tensor:
+def pairwise_loss(
+    original: torch.Tensor, adapted: torch.Tensor, dims: Sequence[int], weights: Sequence[float]
+) -> torch.Tensor:
     """Eq. 1, global structure: mean over pairs i≠j of ``|cos(x_i,x_j) − cos_m(x̂_i,x̂_j)|``.
 
     Args:
@@ -54,9 +56,14 @@ def pairwise_loss(original: torch.Tensor, adapted: torch.Tensor, dims: Sequence[
     return _weighted_over_prefixes(terms, weights)
 
 
-def topk_loss(original_anchor: torch.Tensor, adapted_anchor: torch.Tensor,
-              original_neighbours: torch.Tensor, adapted_neighbours: torch.Tensor,
-              dims: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+def topk_loss(
+    original_anchor: torch.Tensor,
+    adapted_anchor: torch.Tensor,
+    original_neighbours: torch.Tensor,
+    adapted_neighbours: torch.Tensor,
+    dims: Sequence[int],
+    weights: Sequence[float],
+) -> torch.Tensor:
     """Eq. 2, local structure: like Eq. 1 but j runs over the k nearest neighbours of i.
 
     Args:
@@ -64,12 +71,16 @@ def topk_loss(original_anchor: torch.Tensor, adapted_anchor: torch.Tensor,
         original_neighbours, adapted_neighbours: ``[B, k, d]``, the neighbours of each anchor
             found in the original full-d space (self excluded).
     """
-    target = torch.einsum("bd,bkd->bk", F.normalize(original_anchor, dim=-1),
-                          F.normalize(original_neighbours, dim=-1))
+    target = torch.einsum(
+        "bd,bkd->bk", F.normalize(original_anchor, dim=-1), F.normalize(original_neighbours, dim=-1)
+    )
     terms = []
     for m in dims:
-        predicted = torch.einsum("bd,bkd->bk", prefix_normalize(adapted_anchor, m),
-                                 prefix_normalize(adapted_neighbours, m))
+        predicted = torch.einsum(
+            "bd,bkd->bk",
+            prefix_normalize(adapted_anchor, m),
+            prefix_normalize(adapted_neighbours, m),
+        )
         terms.append((target - predicted).abs().mean())
     return _weighted_over_prefixes(terms, weights)
 
@@ -86,9 +97,14 @@ def reconstruction_loss(residual: torch.Tensor) -> torch.Tensor:
     return residual.abs().mean()
 
 
-def ranking_loss(adapted_queries: torch.Tensor, adapted_documents: torch.Tensor,
-                 relevance: torch.Tensor, dims: Sequence[int], weights: Sequence[float],
-                 scale: float = 1.0) -> torch.Tensor:
+def ranking_loss(
+    adapted_queries: torch.Tensor,
+    adapted_documents: torch.Tensor,
+    relevance: torch.Tensor,
+    dims: Sequence[int],
+    weights: Sequence[float],
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Eq. 5, relevance-weighted RankNet over every ordered pair of candidates per query.
 
     ``Σ_{j,k} 1[y_ij > y_ik]·(y_ij − y_ik)·log(1 + exp(scale·(s_ik − s_ij)))`` with
@@ -112,8 +128,10 @@ def ranking_loss(adapted_queries: torch.Tensor, adapted_documents: torch.Tensor,
     counted = gain > 0  # [P, N]: 1[y_ij > y_ik]
     count = counted.sum()
     if int(count) == 0:
-        raise ValueError("ranking_loss: no candidate pair has different relevance; each "
-                         "query needs at least one positive and one lower-graded candidate")
+        raise ValueError(
+            "ranking_loss: no candidate pair has different relevance; each "
+            "query needs at least one positive and one lower-graded candidate"
+        )
     weight = torch.where(counted, gain, torch.zeros_like(gain))
     terms = []
     for m in dims:
@@ -135,23 +153,38 @@ class LossTerms:
     ranking: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
-        values = {"loss": self.total, "topk": self.topk, "pairwise": self.pairwise,
-                  "reconstruction": self.reconstruction, "ranking": self.ranking}
-        return {name: float(value.detach()) for name, value in values.items()
-                if value is not None}
+        values = {
+            "loss": self.total,
+            "topk": self.topk,
+            "pairwise": self.pairwise,
+            "reconstruction": self.reconstruction,
+            "ranking": self.ranking,
+        }
+        return {name: float(value.detach()) for name, value in values.items() if value is not None}
 
 
-def unsupervised_objective(topk: torch.Tensor, pairwise: torch.Tensor,
-                           reconstruction: torch.Tensor, alpha: float,
-                           beta: float) -> LossTerms:
+def unsupervised_objective(
+    topk: torch.Tensor,
+    pairwise: torch.Tensor,
+    reconstruction: torch.Tensor,
+    alpha: float,
+    beta: float,
+) -> LossTerms:
     """Eq. 4: ``L_topk + α·L_pair + β·L_rec``."""
-    return LossTerms(total=topk + alpha * pairwise + beta * reconstruction, topk=topk,
-                     pairwise=pairwise, reconstruction=reconstruction)
+    return LossTerms(
+        total=topk + alpha * pairwise + beta * reconstruction,
+        topk=topk,
+        pairwise=pairwise,
+        reconstruction=reconstruction,
+    )
 
 
-def supervised_objective(unsupervised: LossTerms, ranking: torch.Tensor,
-                         gamma: float) -> LossTerms:
+def supervised_objective(unsupervised: LossTerms, ranking: torch.Tensor, gamma: float) -> LossTerms:
     """Eq. 6: Eq. 4 plus ``γ·L_rank``."""
-    return LossTerms(total=unsupervised.total + gamma * ranking, topk=unsupervised.topk,
-                     pairwise=unsupervised.pairwise,
-                     reconstruction=unsupervised.reconstruction, ranking=ranking)
+    return LossTerms(
+        total=unsupervised.total + gamma * ranking,
+        topk=unsupervised.topk,
+        pairwise=unsupervised.pairwise,
+        reconstruction=unsupervised.reconstruction,
+        ranking=ranking,
+    )

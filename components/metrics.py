@@ -22,8 +22,9 @@ import torch
 from torch.nn import functional as F
 
 
-def relevance_matrix(qrels: pd.DataFrame, query_ids: list[str],
-                     doc_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def relevance_matrix(
+    qrels: pd.DataFrame, query_ids: list[str], doc_ids: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense ``[n_labelled_queries, n_docs]`` int matrix of graded labels.
 
     Returns:
@@ -36,25 +37,29 @@ def relevance_matrix(qrels: pd.DataFrame, query_ids: list[str],
     doc_index = {did: i for i, did in enumerate(doc_ids)}
     unknown_queries = sorted(set(qrels["query_id"]) - query_index.keys())
     if unknown_queries:
-        raise ValueError(f"qrels point at {len(unknown_queries)} unknown query id(s), e.g. "
-                         f"{unknown_queries[:5]}")
+        raise ValueError(
+            f"qrels point at {len(unknown_queries)} unknown query id(s), e.g. {unknown_queries[:5]}"
+        )
     unknown_docs = sorted(set(qrels["doc_id"]) - doc_index.keys())
     if unknown_docs:
-        raise ValueError(f"qrels point at {len(unknown_docs)} unknown corpus id(s), e.g. "
-                         f"{unknown_docs[:5]}")
+        raise ValueError(
+            f"qrels point at {len(unknown_docs)} unknown corpus id(s), e.g. {unknown_docs[:5]}"
+        )
     labelled = qrels[qrels["score"] > 0]
     rows = sorted({query_index[q] for q in labelled["query_id"]})
     row_of = {q: r for r, q in enumerate(rows)}
     matrix = np.zeros((len(rows), len(doc_ids)), dtype=np.int64)
     for qid, did, score in labelled[["query_id", "doc_id", "score"]].itertuples(
-            index=False, name=None):
+        index=False, name=None
+    ):
         matrix[row_of[query_index[qid]], doc_index[did]] = score
     return np.asarray(rows, dtype=np.int64), matrix
 
 
 @torch.no_grad()
-def cosine_top_k(queries: torch.Tensor, documents: torch.Tensor, k: int,
-                 chunk_size: int = 1024) -> np.ndarray:
+def cosine_top_k(
+    queries: torch.Tensor, documents: torch.Tensor, k: int, chunk_size: int = 1024
+) -> np.ndarray:
     """Indices of the ``k`` most cosine-similar documents per query, best first (exact)."""
     k = min(k, documents.shape[0])
     docs = F.normalize(documents.float(), dim=-1)
@@ -65,8 +70,13 @@ def cosine_top_k(queries: torch.Tensor, documents: torch.Tensor, k: int,
     return torch.cat(out).numpy()
 
 
-def ranking_metrics(ranked: np.ndarray, relevance: np.ndarray, ndcg_k: int = 10,
-                    recall_k: int = 100, mrr_k: int = 10) -> dict[str, float]:
+def ranking_metrics(
+    ranked: np.ndarray,
+    relevance: np.ndarray,
+    ndcg_k: int = 10,
+    recall_k: int = 100,
+    mrr_k: int = 10,
+) -> dict[str, float]:
     """Mean nDCG@k, Recall@k and MRR@k over queries with at least one relevant document.
 
     Args:
@@ -75,8 +85,9 @@ def ranking_metrics(ranked: np.ndarray, relevance: np.ndarray, ndcg_k: int = 10,
         relevance: ``[Q, N]`` graded labels, row-aligned with ``ranked``.
     """
     if ranked.shape[0] != relevance.shape[0]:
-        raise ValueError(f"ranked has {ranked.shape[0]} queries but relevance has "
-                         f"{relevance.shape[0]}")
+        raise ValueError(
+            f"ranked has {ranked.shape[0]} queries but relevance has {relevance.shape[0]}"
+        )
     gains = np.take_along_axis(relevance, ranked, axis=1).astype(np.float64)  # [Q, K]
     relevant_counts = (relevance > 0).sum(axis=1)
     keep = relevant_counts > 0

@@ -7,6 +7,9 @@ already present in the environment win, so a user can still opt in.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 OFFLINE_AND_PRIVATE_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",
@@ -25,3 +28,5 @@ def configure_environment() -> None:
     """Apply :data:`OFFLINE_AND_PRIVATE_ENV` without overriding what the user set."""
     for key, value in OFFLINE_AND_PRIVATE_ENV.items():
         os.environ.setdefault(key, value)
+    # DVC otherwise writes under /var/tmp/dvc, outside the project.
+    os.environ.setdefault("DVC_SITE_CACHE_DIR", str(REPO_ROOT / ".cache" / "dvc-site"))

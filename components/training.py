@@ -62,18 +62,22 @@ class StageResult:
         return self.iterations / self.seconds if self.seconds > 0 else float("nan")
 
     def summary(self) -> dict[str, float | int | str | bool]:
-        return {"stage": self.stage, "best_iteration": self.best_iteration,
-                "best_score": self.best_score, "score_name": self.score_name,
-                "iterations": self.iterations, "stopped_early": self.stopped_early,
-                "seconds": round(self.seconds, 2),
-                "iterations_per_second": round(self.iterations_per_second, 1)}
+        return {
+            "stage": self.stage,
+            "best_iteration": self.best_iteration,
+            "best_score": self.best_score,
+            "score_name": self.score_name,
+            "iterations": self.iterations,
+            "stopped_early": self.stopped_early,
+            "seconds": round(self.seconds, 2),
+            "iterations_per_second": round(self.iterations_per_second, 1),
+        }
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; use 'auto' or "
-                         "'cpu'")
+        raise ValueError("device 'cuda' requested but CUDA is not available; use 'auto' or 'cpu'")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -89,7 +93,7 @@ def nearest_neighbours(x: torch.Tensor, k: int, chunk_size: int = 4096) -> torch
     unit = torch.nn.functional.normalize(x, dim=-1)
     out = []
     for start in range(0, n, chunk_size):
-        scores = unit[start:start + chunk_size] @ unit.T
+        scores = unit[start : start + chunk_size] @ unit.T
         rows = torch.arange(scores.shape[0], device=x.device)
         scores[rows, rows + start] = -float("inf")
         out.append(torch.topk(scores, k, dim=1).indices)
@@ -109,19 +113,25 @@ def neighbour_relevance(queries: torch.Tensor, documents: torch.Tensor, k: int) 
     return relevance
 
 
-def _split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor,
-                                                                          torch.Tensor]:
+def _split(
+    n: int, fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded (train, held-out) split of ``range(n)``; both sides get at least 2 rows."""
     order = torch.randperm(n, generator=generator)
     held = min(max(2, round(n * fraction)), n - 2)
     return order[held:].sort().values, order[:held].sort().values
 
 
-def unsupervised_terms(adaptor: MatryoshkaAdaptor, pool: torch.Tensor,
-                       neighbours: torch.Tensor, anchors: torch.Tensor, config: MethodConfig,
-                       dims: tuple[int, ...], weights: tuple[float, ...],
-                       extra: torch.Tensor | None = None
-                       ) -> tuple[LossTerms, torch.Tensor | None]:
+def unsupervised_terms(
+    adaptor: MatryoshkaAdaptor,
+    pool: torch.Tensor,
+    neighbours: torch.Tensor,
+    anchors: torch.Tensor,
+    config: MethodConfig,
+    dims: tuple[int, ...],
+    weights: tuple[float, ...],
+    extra: torch.Tensor | None = None,
+) -> tuple[LossTerms, torch.Tensor | None]:
     """Eq. 4 on a batch: anchors, their top-k neighbours (Eq. 2), pairs among anchors (Eq. 1).
 
     ``extra`` rows (stage 2's queries and candidates) ride along in the same forward pass,
@@ -142,12 +152,17 @@ def unsupervised_terms(adaptor: MatryoshkaAdaptor, pool: torch.Tensor,
         topk=topk_loss(anchor_x, adapted_anchor, neighbour_x, adapted_neighbours, dims, weights),
         pairwise=pairwise_loss(anchor_x, adapted_anchor, dims, weights),
         reconstruction=reconstruction_loss(residual[:own]),
-        alpha=loss.alpha, beta=loss.beta)
+        alpha=loss.alpha,
+        beta=loss.beta,
+    )
     return terms, (adapted[own:] if extra is not None else None)
 
 
-def train_step(adaptor: MatryoshkaAdaptor, optimizer: torch.optim.Optimizer,
-               compute_loss: Callable[[], LossTerms]) -> LossTerms:
+def train_step(
+    adaptor: MatryoshkaAdaptor,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: Callable[[], LossTerms],
+) -> LossTerms:
     """One optimiser step on the loss ``compute_loss`` builds; returns its terms."""
     adaptor.train()
     optimizer.zero_grad(set_to_none=True)
@@ -157,12 +172,19 @@ def train_step(adaptor: MatryoshkaAdaptor, optimizer: torch.optim.Optimizer,
     return terms
 
 
-def _run_stage(stage: str, adaptor: MatryoshkaAdaptor, settings: StageConfig,
-               compute_loss: Callable[[], LossTerms], evaluate: Callable[[], float],
-               higher_is_better: bool, score_name: str) -> StageResult:
+def _run_stage(
+    stage: str,
+    adaptor: MatryoshkaAdaptor,
+    settings: StageConfig,
+    compute_loss: Callable[[], LossTerms],
+    evaluate: Callable[[], float],
+    higher_is_better: bool,
+    score_name: str,
+) -> StageResult:
     """The loop shared by both stages: Adam, periodic held-out score, patience, best copy."""
-    optimizer = torch.optim.Adam(adaptor.parameters(), lr=settings.learning_rate,
-                                 weight_decay=settings.weight_decay)
+    optimizer = torch.optim.Adam(
+        adaptor.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     sign = 1.0 if higher_is_better else -1.0
     best_score = evaluate()
     best_iteration, best_state = 0, copy.deepcopy(adaptor.state_dict())
@@ -186,13 +208,27 @@ def _run_stage(stage: str, adaptor: MatryoshkaAdaptor, settings: StageConfig,
     seconds = time.perf_counter() - start
     adaptor.load_state_dict(best_state)
     adaptor.eval()
-    result = StageResult(stage=stage, best_iteration=best_iteration, best_score=best_score,
-                         score_name=score_name, iterations=iteration,
-                         stopped_early=stopped_early, seconds=seconds, history=history,
-                         evaluations=evaluations)
-    logger.info("%s stage: %d iterations in %.1f s (%.0f it/s), best %s=%.5f at %d", stage,
-                iteration, seconds, result.iterations_per_second, score_name, best_score,
-                best_iteration)
+    result = StageResult(
+        stage=stage,
+        best_iteration=best_iteration,
+        best_score=best_score,
+        score_name=score_name,
+        iterations=iteration,
+        stopped_early=stopped_early,
+        seconds=seconds,
+        history=history,
+        evaluations=evaluations,
+    )
+    logger.info(
+        "%s stage: %d iterations in %.1f s (%.0f it/s), best %s=%.5f at %d",
+        stage,
+        iteration,
+        seconds,
+        result.iterations_per_second,
+        score_name,
+        best_score,
+        best_iteration,
+    )
     return result
 
 
@@ -202,9 +238,11 @@ def build_adaptor(corpus: torch.Tensor, config: MethodConfig) -> MatryoshkaAdapt
     return MatryoshkaAdaptor(corpus.shape[1], config.adaptor, rotation)
 
 
-def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
-                       adaptor: MatryoshkaAdaptor | None = None
-                       ) -> tuple[MatryoshkaAdaptor, StageResult]:
+def train_unsupervised(
+    corpus: torch.Tensor | np.ndarray,
+    config: MethodConfig,
+    adaptor: MatryoshkaAdaptor | None = None,
+) -> tuple[MatryoshkaAdaptor, StageResult]:
     """Stage 1: minimise Eq. 4 on the corpus; early-stop on a held-out share of it.
 
     Args:
@@ -218,8 +256,9 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
     """
     corpus = check_embeddings(corpus, "corpus")
     if corpus.shape[0] < 20:
-        raise ValueError(f"corpus: {corpus.shape[0]} embeddings; unsupervised training needs "
-                         "at least 20")
+        raise ValueError(
+            f"corpus: {corpus.shape[0]} embeddings; unsupervised training needs at least 20"
+        )
     dims, weights = config.loss.resolve_dims(corpus.shape[1])
     train = config.train
     torch.manual_seed(train.seed)
@@ -233,15 +272,17 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
     fit_pool, held_pool = pool[fit_idx.to(device)], pool[held_idx.to(device)]
     k = config.loss.top_k
     fit_neighbours = nearest_neighbours(fit_pool, k)
-    held_neighbours = (nearest_neighbours(held_pool, k)
-                       if train.unsupervised_stopping == "heldout_loss" else None)
+    held_neighbours = (
+        nearest_neighbours(held_pool, k) if train.unsupervised_stopping == "heldout_loss" else None
+    )
     batch_size = min(config.train.unsupervised.batch_size, fit_pool.shape[0])
     step_generator = torch.Generator().manual_seed(train.seed + 1)
 
     def compute_loss() -> LossTerms:
         anchors = torch.randint(fit_pool.shape[0], (batch_size,), generator=step_generator)
-        return unsupervised_terms(adaptor, fit_pool, fit_neighbours, anchors.to(device), config,
-                                  dims, weights)[0]
+        return unsupervised_terms(
+            adaptor, fit_pool, fit_neighbours, anchors.to(device), config, dims, weights
+        )[0]
 
     if train.unsupervised_stopping == "heldout_loss":
         held_batches = torch.arange(held_pool.shape[0], device=device).split(batch_size)
@@ -249,9 +290,13 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
         @torch.no_grad()
         def evaluate() -> float:
             adaptor.eval()
-            values = [unsupervised_terms(adaptor, held_pool, held_neighbours, batch, config,
-                                         dims, weights)[0].total
-                      for batch in held_batches if len(batch) > 1]
+            values = [
+                unsupervised_terms(
+                    adaptor, held_pool, held_neighbours, batch, config, dims, weights
+                )[0].total
+                for batch in held_batches
+                if len(batch) > 1
+            ]
             return float(torch.stack(values).mean())
     else:
         # At most 1,000 held-out documents as pseudo-queries keeps this cheap for big pools.
@@ -261,10 +306,19 @@ def train_unsupervised(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
         def evaluate() -> float:
             return mean_ndcg_over_prefixes(adaptor, probes, fit_pool, relevance, dims)
 
-    result = _run_stage("unsupervised", adaptor, train.unsupervised, compute_loss, evaluate,
-                        higher_is_better=train.unsupervised_stopping == "neighbour_ndcg",
-                        score_name=("heldout_loss" if train.unsupervised_stopping == "heldout_loss"
-                                    else "heldout_neighbour_ndcg"))
+    result = _run_stage(
+        "unsupervised",
+        adaptor,
+        train.unsupervised,
+        compute_loss,
+        evaluate,
+        higher_is_better=train.unsupervised_stopping == "neighbour_ndcg",
+        score_name=(
+            "heldout_loss"
+            if train.unsupervised_stopping == "heldout_loss"
+            else "heldout_neighbour_ndcg"
+        ),
+    )
     return adaptor.cpu(), result
 
 
@@ -276,11 +330,14 @@ class LabelledQueries:
     labels: list[list[tuple[int, int]]]  # per query: (corpus index, score)
 
     @classmethod
-    def build(cls, queries: torch.Tensor, query_ids: list[str], corpus_ids: list[str],
-              qrels: pd.DataFrame) -> LabelledQueries:
+    def build(
+        cls, queries: torch.Tensor, query_ids: list[str], corpus_ids: list[str], qrels: pd.DataFrame
+    ) -> LabelledQueries:
         query_rows, relevance = relevance_matrix(qrels, query_ids, corpus_ids)
-        labels = [[(int(j), int(relevance[r, j])) for j in np.flatnonzero(relevance[r])]
-                  for r in range(len(query_rows))]
+        labels = [
+            [(int(j), int(relevance[r, j])) for j in np.flatnonzero(relevance[r])]
+            for r in range(len(query_rows))
+        ]
         return cls(embeddings=queries[torch.as_tensor(query_rows)], labels=labels)
 
     def subset(self, rows: torch.Tensor) -> LabelledQueries:
@@ -295,9 +352,14 @@ class LabelledQueries:
 
 
 @torch.no_grad()
-def mean_ndcg_over_prefixes(adaptor: MatryoshkaAdaptor, queries: torch.Tensor,
-                            corpus: torch.Tensor, relevance: np.ndarray,
-                            dims: tuple[int, ...], k: int = 10) -> float:
+def mean_ndcg_over_prefixes(
+    adaptor: MatryoshkaAdaptor,
+    queries: torch.Tensor,
+    corpus: torch.Tensor,
+    relevance: np.ndarray,
+    dims: tuple[int, ...],
+    k: int = 10,
+) -> float:
     """nDCG@k of exact cosine retrieval, averaged over the prefix sizes."""
     adaptor.eval()
     adapted_corpus = adaptor(corpus)
@@ -309,10 +371,15 @@ def mean_ndcg_over_prefixes(adaptor: MatryoshkaAdaptor, queries: torch.Tensor,
     return float(np.mean(scores))
 
 
-def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
-                     queries: torch.Tensor | np.ndarray, query_ids: list[str],
-                     train_qrels: pd.DataFrame, config: MethodConfig,
-                     adaptor: MatryoshkaAdaptor) -> tuple[MatryoshkaAdaptor, StageResult]:
+def train_supervised(
+    corpus: torch.Tensor | np.ndarray,
+    corpus_ids: list[str],
+    queries: torch.Tensor | np.ndarray,
+    query_ids: list[str],
+    train_qrels: pd.DataFrame,
+    config: MethodConfig,
+    adaptor: MatryoshkaAdaptor,
+) -> tuple[MatryoshkaAdaptor, StageResult]:
     """Stage 2: minimise Eq. 6 from ``adaptor``'s weights (normally stage 1's best).
 
     The unsupervised terms draw from a pool of corpus and fitting-query embeddings; the
@@ -331,8 +398,7 @@ def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
     corpus = check_embeddings(corpus, "corpus")
     queries = check_embeddings(queries, "queries", corpus.shape[1])
     if adaptor.dim != corpus.shape[1]:
-        raise ValueError(f"dimension mismatch: adaptor d={adaptor.dim}, corpus d="
-                         f"{corpus.shape[1]}")
+        raise ValueError(f"dimension mismatch: adaptor d={adaptor.dim}, corpus d={corpus.shape[1]}")
     for name, matrix, ids in (("corpus", corpus, corpus_ids), ("queries", queries, query_ids)):
         if matrix.shape[0] != len(ids):
             raise ValueError(f"{name}: {matrix.shape[0]} embeddings but {len(ids)} ids")
@@ -343,8 +409,10 @@ def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
     generator = torch.Generator().manual_seed(train.seed + 2)
     labelled = LabelledQueries.build(queries, query_ids, corpus_ids, train_qrels)
     if len(labelled.labels) < 4:
-        raise ValueError(f"supervised training needs at least 4 labelled training queries, "
-                         f"got {len(labelled.labels)}")
+        raise ValueError(
+            f"supervised training needs at least 4 labelled training queries, "
+            f"got {len(labelled.labels)}"
+        )
     fit_rows, held_rows = _split(len(labelled.labels), train.query_holdout_fraction, generator)
     fitting, held = labelled.subset(fit_rows), labelled.subset(held_rows)
     held_relevance = held.relevance(corpus.shape[0])
@@ -376,21 +444,44 @@ def train_supervised(corpus: torch.Tensor | np.ndarray, corpus_ids: list[str],
             for doc, score in fitting.labels[row]:
                 relevance[i, column_of[doc]] = float(score)
         column_of[candidates] = -1
-        ranked_inputs = torch.cat([fitting_queries[batch.to(device)],
-                                   corpus_device[candidates.to(device)]])
-        unsupervised, adapted = unsupervised_terms(adaptor, pool, neighbours, anchors.to(device),
-                                                   config, dims, weights, extra=ranked_inputs)
+        ranked_inputs = torch.cat(
+            [fitting_queries[batch.to(device)], corpus_device[candidates.to(device)]]
+        )
+        unsupervised, adapted = unsupervised_terms(
+            adaptor,
+            pool,
+            neighbours,
+            anchors.to(device),
+            config,
+            dims,
+            weights,
+            extra=ranked_inputs,
+        )
         assert adapted is not None
-        rank = ranking_loss(adapted[: len(batch)], adapted[len(batch):], relevance.to(device),
-                            dims, weights, scale=config.loss.ranking_scale)
+        rank = ranking_loss(
+            adapted[: len(batch)],
+            adapted[len(batch) :],
+            relevance.to(device),
+            dims,
+            weights,
+            scale=config.loss.ranking_scale,
+        )
         return supervised_objective(unsupervised, rank, config.loss.gamma)
 
     def evaluate() -> float:
-        return mean_ndcg_over_prefixes(adaptor, held.embeddings.to(device), corpus_device,
-                                       held_relevance, dims)
+        return mean_ndcg_over_prefixes(
+            adaptor, held.embeddings.to(device), corpus_device, held_relevance, dims
+        )
 
-    result = _run_stage("supervised", adaptor, settings, compute_loss, evaluate,
-                        higher_is_better=True, score_name="heldout_ndcg_at_10")
+    result = _run_stage(
+        "supervised",
+        adaptor,
+        settings,
+        compute_loss,
+        evaluate,
+        higher_is_better=True,
+        score_name="heldout_ndcg_at_10",
+    )
     return adaptor.cpu(), result
 
 
@@ -404,11 +495,14 @@ class TrainingResult:
     supervised: StageResult | None = None
 
 
-def train_adaptor(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
-                  corpus_ids: list[str] | None = None,
-                  queries: torch.Tensor | np.ndarray | None = None,
-                  query_ids: list[str] | None = None,
-                  train_qrels: pd.DataFrame | None = None) -> TrainingResult:
+def train_adaptor(
+    corpus: torch.Tensor | np.ndarray,
+    config: MethodConfig,
+    corpus_ids: list[str] | None = None,
+    queries: torch.Tensor | np.ndarray | None = None,
+    query_ids: list[str] | None = None,
+    train_qrels: pd.DataFrame | None = None,
+) -> TrainingResult:
     """Stage 1, then stage 2 from stage 1's best weights when training labels are given."""
     unsupervised_adaptor, unsupervised = train_unsupervised(corpus, config)
     result = TrainingResult(unsupervised_adaptor, unsupervised)
@@ -416,9 +510,11 @@ def train_adaptor(corpus: torch.Tensor | np.ndarray, config: MethodConfig,
         logger.info("no training labels: supervised stage skipped")
         return result
     if queries is None or query_ids is None or corpus_ids is None:
-        raise ValueError("supervised training needs corpus_ids, queries and query_ids with "
-                         "train_qrels")
+        raise ValueError(
+            "supervised training needs corpus_ids, queries and query_ids with train_qrels"
+        )
     start = copy.deepcopy(unsupervised_adaptor)
     result.supervised_adaptor, result.supervised = train_supervised(
-        corpus, corpus_ids, queries, query_ids, train_qrels, config, start)
+        corpus, corpus_ids, queries, query_ids, train_qrels, config, start
+    )
     return result

@@ -68,8 +68,9 @@ def resolve_refs(value: str, params: Mapping[str, Any], where: str) -> str:
         try:
             found = _lookup(params, match[1])
         except KeyError:
-            raise StageGraphError(f"{where}: ${{{match[1]}}} is not defined in the "
-                                  "params") from None
+            raise StageGraphError(
+                f"{where}: ${{{match[1]}}} is not defined in the params"
+            ) from None
         return str(found)
 
     return _REF.sub(replace, value)
@@ -106,8 +107,9 @@ def _inside(dep: str, out: str) -> bool:
     return d == o or o in d.parents or d in o.parents
 
 
-def load_stage_graph(dvc_yaml: str | Path = "dvc.yaml",
-                     params: Mapping[str, Any] | None = None) -> list[StageSpec]:
+def load_stage_graph(
+    dvc_yaml: str | Path = "dvc.yaml", params: Mapping[str, Any] | None = None
+) -> list[StageSpec]:
     """Stages of ``dvc_yaml`` in a topological order (file order among independents).
 
     Args:
@@ -121,8 +123,7 @@ def load_stage_graph(dvc_yaml: str | Path = "dvc.yaml",
     """
     path = Path(dvc_yaml)
     if not path.is_file():
-        raise StageGraphError(f"{path}: not found; the flow runs the stages that dvc.yaml "
-                              "defines")
+        raise StageGraphError(f"{path}: not found; the flow runs the stages that dvc.yaml defines")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -132,8 +133,11 @@ def load_stage_graph(dvc_yaml: str | Path = "dvc.yaml",
         raise StageGraphError(f"{path}: no 'stages:' mapping")
     if params is None:
         params_file = path.parent / "params.yaml"
-        params = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-                  if params_file.is_file() else {})
+        params = (
+            yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+            if params_file.is_file()
+            else {}
+        )
     context: dict[str, Any] = dict(params)
     for item in raw.get("vars") or []:
         if isinstance(item, Mapping):
@@ -145,18 +149,23 @@ def load_stage_graph(dvc_yaml: str | Path = "dvc.yaml",
         if not isinstance(body, Mapping) or "cmd" not in body:
             raise StageGraphError(f"{where}: expected a mapping with a 'cmd'")
         if "foreach" in body or "matrix" in body:
-            raise StageGraphError(f"{where}: foreach/matrix stages are not supported by the "
-                                  "flow")
+            raise StageGraphError(f"{where}: foreach/matrix stages are not supported by the flow")
         cmd = body["cmd"]
         cmd = " && ".join(cmd) if isinstance(cmd, list) else str(cmd)
-        outs = [*_paths(body.get("outs"), context, where),
-                *_paths(body.get("metrics"), context, where),
-                *_paths(body.get("plots"), context, where)]
-        specs.append(StageSpec(
-            name=str(name), cmd=resolve_refs(cmd, context, where),
-            deps=tuple(_paths(body.get("deps"), context, where)),
-            outs=tuple(dict.fromkeys(outs)),
-            params=tuple(_param_keys(body.get("params")))))
+        outs = [
+            *_paths(body.get("outs"), context, where),
+            *_paths(body.get("metrics"), context, where),
+            *_paths(body.get("plots"), context, where),
+        ]
+        specs.append(
+            StageSpec(
+                name=str(name),
+                cmd=resolve_refs(cmd, context, where),
+                deps=tuple(_paths(body.get("deps"), context, where)),
+                outs=tuple(dict.fromkeys(outs)),
+                params=tuple(_param_keys(body.get("params"))),
+            )
+        )
     return _toposort(specs, path)
 
 
@@ -164,8 +173,11 @@ def _toposort(specs: list[StageSpec], path: Path) -> list[StageSpec]:
     producers = {s.name: s.outs for s in specs}
     upstream: dict[str, tuple[str, ...]] = {}
     for spec in specs:
-        ups = [other for other, outs in producers.items() if other != spec.name and any(
-            _inside(dep, out) for dep in spec.deps for out in outs)]
+        ups = [
+            other
+            for other, outs in producers.items()
+            if other != spec.name and any(_inside(dep, out) for dep in spec.deps for out in outs)
+        ]
         upstream[spec.name] = tuple(ups)
     ordered: list[StageSpec] = []
     done: set[str] = set()
@@ -176,8 +188,11 @@ def _toposort(specs: list[StageSpec], path: Path) -> list[StageSpec]:
             cycle = ", ".join(s.name for s in pending)
             raise StageGraphError(f"{path}: the stages {cycle} depend on each other (cycle)")
         stage = ready[0]
-        ordered.append(StageSpec(stage.name, stage.cmd, stage.deps, stage.outs, stage.params,
-                                 upstream[stage.name]))
+        ordered.append(
+            StageSpec(
+                stage.name, stage.cmd, stage.deps, stage.outs, stage.params, upstream[stage.name]
+            )
+        )
         done.add(stage.name)
         pending.remove(stage)
     return ordered

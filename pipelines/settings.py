@@ -30,6 +30,7 @@ PREFECT_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "DVC_NO_ANALYTICS": "1",
     "DVC_SITE_CACHE_DIR": str(REPO_ROOT / ".cache" / "dvc-site"),
 }
@@ -40,4 +41,3 @@ def configure_flow_environment() -> None:
     configure_environment()
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
-

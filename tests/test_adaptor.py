@@ -35,8 +35,9 @@ def test_rotation_start_equals_rotation_and_preserves_full_d_cosine() -> None:
     adaptor = MatryoshkaAdaptor(10, AdaptorConfig(use_rotation=True), rotation)
     out = adaptor(corpus)
     assert torch.allclose(out, corpus @ rotation)
-    assert torch.allclose(F.normalize(out, dim=-1) @ F.normalize(out, dim=-1).T,
-                          corpus @ corpus.T, atol=1e-5)
+    assert torch.allclose(
+        F.normalize(out, dim=-1) @ F.normalize(out, dim=-1).T, corpus @ corpus.T, atol=1e-5
+    )
 
 
 def test_rotation_orders_directions_by_energy() -> None:
@@ -65,8 +66,9 @@ def test_embed_truncates_and_normalises() -> None:
 
 def test_save_load_round_trip_is_exact(tmp_path: Path) -> None:
     corpus = unit(30, 8)
-    adaptor = MatryoshkaAdaptor(8, AdaptorConfig(use_rotation=True, hidden_dim=16),
-                                fit_rotation(corpus))
+    adaptor = MatryoshkaAdaptor(
+        8, AdaptorConfig(use_rotation=True, hidden_dim=16), fit_rotation(corpus)
+    )
     with torch.no_grad():
         for p in adaptor.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -89,8 +91,9 @@ def test_save_replaces_an_existing_directory(tmp_path: Path) -> None:
 
 def test_load_checks_dimension(tmp_path: Path) -> None:
     save_adaptor(MatryoshkaAdaptor(8, AdaptorConfig(use_rotation=False)), tmp_path / "a")
-    with pytest.raises(ValueError, match="dimension mismatch: adaptor was trained for d=8, "
-                                         "embeddings have d=16"):
+    with pytest.raises(
+        ValueError, match="dimension mismatch: adaptor was trained for d=8, embeddings have d=16"
+    ):
         load_adaptor(tmp_path / "a", expected_dim=16)
     with pytest.raises(FileNotFoundError, match="not an adaptor directory"):
         load_adaptor(tmp_path)
@@ -106,8 +109,11 @@ def test_forward_rejects_wrong_dimension() -> None:
 def test_check_embeddings_rejects_non_finite_values(bad: float) -> None:
     x = unit(4, 3)
     x[2, 1] = bad
-    with pytest.raises(ValueError, match=r"corpus: 1 row\(s\) contain NaN or infinite values "
-                                         r"\(first: row 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"corpus: 1 row\(s\) contain NaN or infinite values "
+        r"\(first: row 2\)",
+    ):
         check_embeddings(x, "corpus")
 
 

@@ -19,8 +19,7 @@ def test_params_yaml_validates_into_typed_configs() -> None:
 
 
 def test_dotted_overrides_apply(tmp_path: Path) -> None:
-    params = load_params(ROOT / "params.yaml", {"method.train.seed": 5,
-                                                "method.loss.top_k": 3})
+    params = load_params(ROOT / "params.yaml", {"method.train.seed": 5, "method.loss.top_k": 3})
     assert params.method.train.seed == 5 and params.method.loss.top_k == 3
 
 

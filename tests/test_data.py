@@ -27,15 +27,20 @@ def write_jsonl(path: Path, rows: list[dict], gz: bool = False) -> None:
 def make_beir(root: Path, gz: bool = False, crlf: bool = True) -> Path:
     root.mkdir(parents=True)
     suffix = ".jsonl.gz" if gz else ".jsonl"
-    write_jsonl(root / f"corpus{suffix}", [
-        {"_id": "d1", "title": "T1", "text": "first doc", "metadata": {}},
-        {"_id": "d2", "title": "", "text": "second doc", "metadata": {}},
-    ], gz)
+    write_jsonl(
+        root / f"corpus{suffix}",
+        [
+            {"_id": "d1", "title": "T1", "text": "first doc", "metadata": {}},
+            {"_id": "d2", "title": "", "text": "second doc", "metadata": {}},
+        ],
+        gz,
+    )
     write_jsonl(root / f"queries{suffix}", [{"_id": "q1", "text": "a question"}], gz)
     (root / "qrels").mkdir()
     eol = "\r\n" if crlf else "\n"
     (root / "qrels" / "test.tsv").write_bytes(
-        eol.join(["query-id\tcorpus-id\tscore", "q1\td2\t1", ""]).encode())
+        eol.join(["query-id\tcorpus-id\tscore", "q1\td2\t1", ""]).encode()
+    )
     return root
 
 
@@ -53,8 +58,7 @@ def test_scifact_demo_loads_with_expected_counts() -> None:
 def test_beir_layout_with_crlf_and_gzip(tmp_path: Path) -> None:
     ds = load_dataset(make_beir(tmp_path / "ds", gz=True))
     assert ds.corpus.to_dict("records")[1] == {"id": "d2", "title": "", "text": "second doc"}
-    assert ds.qrels["test"].to_dict("records") == [{"query_id": "q1", "doc_id": "d2",
-                                                    "score": 1}]
+    assert ds.qrels["test"].to_dict("records") == [{"query_id": "q1", "doc_id": "d2", "score": 1}]
     assert ds.corpus_texts() == ["T1 first doc", "second doc"]
 
 
@@ -62,8 +66,9 @@ def test_user_format_parquet_and_jsonl_share_the_fingerprint(tmp_path: Path) -> 
     beir = load_dataset(make_beir(tmp_path / "beir"))
     user = tmp_path / "user"
     (user / "qrels").mkdir(parents=True)
-    pd.DataFrame({"id": ["d2", "d1"], "title": ["", "T1"],
-                  "text": ["second doc", "first doc"]}).to_parquet(user / "corpus.parquet")
+    pd.DataFrame(
+        {"id": ["d2", "d1"], "title": ["", "T1"], "text": ["second doc", "first doc"]}
+    ).to_parquet(user / "corpus.parquet")
     write_jsonl(user / "queries.jsonl", [{"id": "q1", "text": "a question"}])
     shutil.copy(tmp_path / "beir" / "qrels" / "test.tsv", user / "qrels" / "test.tsv")
     loaded = load_dataset(user)
@@ -96,16 +101,22 @@ def test_missing_text_field_names_the_field(tmp_path: Path) -> None:
 def test_non_integer_score_names_row_and_field(tmp_path: Path) -> None:
     path = tmp_path / "q.tsv"
     path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n")
-    with pytest.raises(DataFormatError, match=r"q\.tsv, row 3, field 'score': score must be "
-                                              r"an integer, got 'high'"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"q\.tsv, row 3, field 'score': score must be "
+        r"an integer, got 'high'",
+    ):
         read_qrels(path)
 
 
 def test_qrels_pointing_at_unknown_ids(tmp_path: Path) -> None:
     root = make_beir(tmp_path / "ds")
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t1\n")
-    with pytest.raises(DataFormatError, match=r"row 2, field 'corpus-id': unknown corpus id "
-                                              r"'nope'"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"row 2, field 'corpus-id': unknown corpus id "
+        r"'nope'",
+    ):
         check_dataset(load_dataset(root), root)
 
 

@@ -27,13 +27,28 @@ def corpus_and_queries():
 
 def test_full_d_rotation_and_truncation_agree_and_outputs_are_written(tmp_path: Path) -> None:
     docs, doc_ids, queries, query_ids, qrels = corpus_and_queries()
-    report = evaluate_methods({"base": Truncation(8), "svd_rotation": SVDRotation.fit(docs),
-                               "pca": PCAProjection.fit(docs)}, docs, doc_ids, queries,
-                              query_ids, qrels, EvaluationConfig(dims=(2, 4, 8)))
+    report = evaluate_methods(
+        {
+            "base": Truncation(8),
+            "svd_rotation": SVDRotation.fit(docs),
+            "pca": PCAProjection.fit(docs),
+        },
+        docs,
+        doc_ids,
+        queries,
+        query_ids,
+        qrels,
+        EvaluationConfig(dims=(2, 4, 8)),
+    )
     pivot = report.pivot()
     assert pivot.loc["svd_rotation", 8] == pytest.approx(pivot.loc["base", 8])  # cosine kept
-    assert set(report.table.columns) == {"method", "dim", "ndcg_at_10", "recall_at_100",
-                                         "mrr_at_10"}
+    assert set(report.table.columns) == {
+        "method",
+        "dim",
+        "ndcg_at_10",
+        "recall_at_100",
+        "mrr_at_10",
+    }
     paths = report.write(tmp_path)
     document = json.loads(paths["json"].read_text())
     assert set(document["metrics"]["pca"]) == {"2", "4", "8"}
@@ -44,12 +59,15 @@ def test_full_d_rotation_and_truncation_agree_and_outputs_are_written(tmp_path: 
 
 
 def test_recommended_dimension_is_smallest_m_within_fraction_of_base_full() -> None:
-    table = pd.DataFrame({
-        "method": ["base"] * 3 + ["adaptor"] * 3,
-        "dim": [16, 32, 64] * 2,
-        "ndcg_at_10": [0.3, 0.5, 0.60, 0.58, 0.595, 0.62],
-        "recall_at_100": 0.0, "mrr_at_10": 0.0,
-    })
+    table = pd.DataFrame(
+        {
+            "method": ["base"] * 3 + ["adaptor"] * 3,
+            "dim": [16, 32, 64] * 2,
+            "ndcg_at_10": [0.3, 0.5, 0.60, 0.58, 0.595, 0.62],
+            "recall_at_100": 0.0,
+            "mrr_at_10": 0.0,
+        }
+    )
     report = EvaluationReport(table, EvaluationConfig(recommend_fraction=0.99), query_count=1)
     # threshold 0.99 * 0.60 = 0.594
     assert report.recommended_dims() == {"base": 64, "adaptor": 32}
@@ -58,8 +76,22 @@ def test_recommended_dimension_is_smallest_m_within_fraction_of_base_full() -> N
 def test_evaluation_rejects_dims_beyond_d_and_id_count_mismatch() -> None:
     docs, doc_ids, queries, query_ids, qrels = corpus_and_queries()
     with pytest.raises(ValueError, match=r"evaluation dims \[16\] exceed"):
-        evaluate_methods({"base": Truncation(8)}, docs, doc_ids, queries, query_ids, qrels,
-                         EvaluationConfig(dims=(4, 16)))
+        evaluate_methods(
+            {"base": Truncation(8)},
+            docs,
+            doc_ids,
+            queries,
+            query_ids,
+            qrels,
+            EvaluationConfig(dims=(4, 16)),
+        )
     with pytest.raises(ValueError, match="80 embeddings but 79 ids"):
-        evaluate_methods({"base": Truncation(8)}, docs, doc_ids[:-1], queries, query_ids,
-                         qrels, EvaluationConfig(dims=(4,)))
+        evaluate_methods(
+            {"base": Truncation(8)},
+            docs,
+            doc_ids[:-1],
+            queries,
+            query_ids,
+            qrels,
+            EvaluationConfig(dims=(4,)),
+        )

@@ -40,8 +40,9 @@ def test_topk_loss_hand_computed() -> None:
     neighbours = t([[0.6, 0.8], [0.8, 0.6]]).unsqueeze(0)  # targets 0.6 and 0.8
     adapted_anchor = t([[0, 1]])
     adapted_neighbours = t([[0.6, 0.8], [1, 0]]).unsqueeze(0)  # predictions 0.8 and 0.0
-    value = topk_loss(anchor, adapted_anchor, neighbours, adapted_neighbours, dims=(2,),
-                      weights=(1.0,))
+    value = topk_loss(
+        anchor, adapted_anchor, neighbours, adapted_neighbours, dims=(2,), weights=(1.0,)
+    )
     assert value.item() == pytest.approx((0.2 + 0.8) / 2, abs=1e-6)
 
 
@@ -54,8 +55,9 @@ def test_ranking_loss_hand_computed() -> None:
     documents = t([[1, 0], [0, 1], [-1, 0]])  # scores 1, 0, -1
     relevance = t([[2, 1, 0]])
     # ordered pairs (0,1) gain 1, (0,2) gain 2, (1,2) gain 1; each log(1 + exp(s_k - s_j)).
-    expected = (1 * math.log1p(math.exp(-1)) + 2 * math.log1p(math.exp(-2))
-                + 1 * math.log1p(math.exp(-1))) / 3
+    expected = (
+        1 * math.log1p(math.exp(-1)) + 2 * math.log1p(math.exp(-2)) + 1 * math.log1p(math.exp(-1))
+    ) / 3
     value = ranking_loss(query, documents, relevance, dims=(2,), weights=(1.0,))
     assert value.item() == pytest.approx(expected, abs=1e-6)
 
@@ -90,8 +92,9 @@ def test_ranking_loss_rejects_batches_without_ordered_pairs() -> None:
 
 
 def test_objectives_combine_terms_with_weights() -> None:
-    terms = unsupervised_objective(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0),
-                                   alpha=0.5, beta=2.0)
+    terms = unsupervised_objective(
+        torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0), alpha=0.5, beta=2.0
+    )
     assert terms.total.item() == pytest.approx(1 + 1 + 6)
     full = supervised_objective(terms, torch.tensor(4.0), gamma=0.25)
     assert full.total.item() == pytest.approx(9.0)

@@ -57,8 +57,9 @@ def test_relevance_matrix_rejects_unknown_ids() -> None:
 
 
 def test_relevance_matrix_keeps_labelled_queries_and_grades() -> None:
-    qrels = pd.DataFrame({"query_id": ["q2", "q2", "q1"], "doc_id": ["d1", "d0", "d0"],
-                          "score": [2, 1, 0]})
+    qrels = pd.DataFrame(
+        {"query_id": ["q2", "q2", "q1"], "doc_id": ["d1", "d0", "d0"], "score": [2, 1, 0]}
+    )
     rows, matrix = relevance_matrix(qrels, ["q1", "q2"], ["d0", "d1"])
     assert rows.tolist() == [1]  # q1 has only a 0 label
     assert matrix.tolist() == [[1, 2]]

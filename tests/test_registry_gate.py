@@ -44,29 +44,34 @@ STRICT = RegistryConfig()
 
 def test_gate_passes_only_when_every_counted_size_passes() -> None:
     baselines = {"base": {64: 0.50, 128: 0.60}, "pca": {64: 0.55, 128: 0.58}}
-    good = decide({64: 0.62, 128: 0.66}, baselines, STRICT, champion={64: 0.60, 128: 0.65},
-                  champion_version=2)
+    good = decide(
+        {64: 0.62, 128: 0.66}, baselines, STRICT, champion={64: 0.60, 128: 0.65}, champion_version=2
+    )
     assert good.passed and good.dims == [64, 128]
-    worse = decide({64: 0.62, 128: 0.63}, baselines, STRICT, champion={64: 0.60, 128: 0.65},
-                   champion_version=2)
+    worse = decide(
+        {64: 0.62, 128: 0.63}, baselines, STRICT, champion={64: 0.60, 128: 0.65}, champion_version=2
+    )
     assert not worse.passed
-    assert worse.failures == ["m=128: ndcg_at_10 0.6300 is 0.0200 below the champion (v2, "
-                              "0.6500); required change >= +0.0000"]
+    assert worse.failures == [
+        "m=128: ndcg_at_10 0.6300 is 0.0200 below the champion (v2, "
+        "0.6500); required change >= +0.0000"
+    ]
     assert "FAILED" in worse.summary() and "m=128" in worse.summary()
 
 
 def test_gate_thresholds_floor_min_change_and_counted_dims() -> None:
-    config = RegistryConfig(ndcg_floor={64: 0.7}, min_delta_vs_champion=0.01,
-                            dims=(128,))
-    decision = decide({64: 0.5, 128: 0.665}, {"base": {128: 0.6}}, config,
-                      champion={128: 0.66})
+    config = RegistryConfig(ndcg_floor={64: 0.7}, min_delta_vs_champion=0.01, dims=(128,))
+    decision = decide({64: 0.5, 128: 0.665}, {"base": {128: 0.6}}, config, champion={128: 0.66})
     assert decision.dims == [128]  # m=64 does not count, so its floor is not checked
-    assert decision.failures == ["m=128: ndcg_at_10 0.6650 is only 0.0050 above the champion "
-                                 "(0.6600); required change >= +0.0100"]
+    assert decision.failures == [
+        "m=128: ndcg_at_10 0.6650 is only 0.0050 above the champion "
+        "(0.6600); required change >= +0.0100"
+    ]
     floor = decide({64: 0.5}, {}, RegistryConfig(ndcg_floor=0.6))
     assert floor.failures == ["m=64: ndcg_at_10 0.5000 is 0.1000 below the floor 0.6000"]
-    tolerant = decide({64: 0.695}, {}, RegistryConfig(min_delta_vs_champion=-0.01),
-                      champion={64: 0.70})
+    tolerant = decide(
+        {64: 0.695}, {}, RegistryConfig(min_delta_vs_champion=-0.01), champion={64: 0.70}
+    )
     assert tolerant.passed
 
 
@@ -111,16 +116,21 @@ def documents(data: Planted, adaptors: dict[str, Path]) -> dict[str, dict]:
     return {name: evaluation_document(data, path) for name, path in adaptors.items()}
 
 
-def register(store: str, adaptors: dict[str, Path], documents: dict[str, dict], name: str,
-             variant: str) -> str:
+def register(
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], name: str, variant: str
+) -> str:
     run_id = finished_run(store, variant)
-    version = register_run_model(run_id, adaptors[variant], documents[variant],
-                                 {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
-                                 model_name=name)
+    version = register_run_model(
+        run_id,
+        adaptors[variant],
+        documents[variant],
+        {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
+        model_name=name,
+    )
     return str(version.version)
 
 
-def client(store: str):
+def client(store: str):  # noqa: ANN201
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri=store)
@@ -128,19 +138,25 @@ def client(store: str):
 
 def test_planted_variants_are_ordered(documents: dict[str, dict]) -> None:
     """The scenario the gate tests rely on: good > medium > shuffled at every size."""
-    ndcg = {name: {int(m): v["ndcg_at_10"] for m, v in doc["metrics"]["adaptor_supervised"]
-                   .items()} for name, doc in documents.items()}
-    best_baseline = {int(m): max(documents["good"]["metrics"][b][m]["ndcg_at_10"]
-                                 for b in ("base", "pca", "svd_rotation"))
-                     for m in documents["good"]["metrics"]["base"]}
+    ndcg = {
+        name: {int(m): v["ndcg_at_10"] for m, v in doc["metrics"]["adaptor_supervised"].items()}
+        for name, doc in documents.items()
+    }
+    best_baseline = {
+        int(m): max(
+            documents["good"]["metrics"][b][m]["ndcg_at_10"]
+            for b in ("base", "pca", "svd_rotation")
+        )
+        for m in documents["good"]["metrics"]["base"]
+    }
     for m in TRAINED_DIMS:
         assert ndcg["good"][m] > ndcg["medium"][m] > ndcg["shuffled"][m]
         assert ndcg["good"][m] > best_baseline[m] > ndcg["shuffled"][m]
 
 
 def test_registered_version_is_a_pending_challenger_with_metadata(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict],
-        data: Planted) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted
+) -> None:
     version = register(store, adaptors, documents, "reg", "good")
     mv = client(store).get_model_version("reg", version)
     assert mv.tags["validation_status"] == "pending"
@@ -150,33 +166,44 @@ def test_registered_version_is_a_pending_challenger_with_metadata(
     assert mv.tags["review_report"].endswith(f"review/version-{version}/report.html")
     import mlflow
 
-    root = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=client(store).get_model_version_download_uri("reg", version),
-        tracking_uri=store))
+    root = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client(store).get_model_version_download_uri("reg", version),
+            tracking_uri=store,
+        )
+    )
     metadata = json.loads((root / "artifacts" / "metadata.json").read_text())
     assert metadata["d"] == 16 and metadata["trained_dims"] == [4, 8, 16]
     assert set(metadata["ndcg_at_10"]) == {"base", "pca", "svd_rotation", "adaptor_supervised"}
     assert metadata["recommended_dim"] in TRAINED_DIMS
     assert metadata["dataset_fingerprint"] == "planted-0"
     assert sorted(p.name for p in (root / "review").iterdir()) == [
-        "ndcg_vs_dim.png", "report.html", "report.md"]
+        "ndcg_vs_dim.png",
+        "report.html",
+        "report.md",
+    ]
     report = (root / "review" / "report.md").read_text()
     assert "storage / 1M vectors" in report and "64 MB" in report
     assert sorted(p.name for p in (root / "code" / "components").iterdir()) == [
-        "__init__.py", "adaptor.py", "config.py"]
+        "__init__.py",
+        "adaptor.py",
+        "config.py",
+    ]
     # Loading the registered pyfunc equals the in-process adaptor, at every trained size.
     model = load_champion("reg", alias=CHALLENGER, tracking_uri=store)
     adaptor, _ = load_adaptor(adaptors["good"])
     x = data.queries.numpy()
     for m in TRAINED_DIMS:
-        np.testing.assert_allclose(model.predict(x, params={"dim": m}),
-                                   adaptor.embed(x, m).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            model.predict(x, params={"dim": m}), adaptor.embed(x, m).numpy(), atol=1e-6
+        )
     with pytest.raises(Exception, match=r"invalid dim 5: .*\[4, 8, 16\]"):
         model.predict(x, params={"dim": 5})
 
 
 def test_loading_the_model_needs_no_prefect_dvc_or_great_expectations(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict]) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict]
+) -> None:
     version = register(store, adaptors, documents, "light", "medium")
     script = (
         "import sys, mlflow, numpy as np\n"
@@ -184,16 +211,23 @@ def test_loading_the_model_needs_no_prefect_dvc_or_great_expectations(
         "m.predict(np.ones((2, 16), dtype=np.float32), params={'dim': 8})\n"
         "heavy = sorted({n.split('.')[0] for n in sys.modules} & "
         "{'prefect', 'dvc', 'great_expectations', 'sentence_transformers'})\n"
-        "print('HEAVY', heavy)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd="/", env={**__import__("os").environ})
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        env={**__import__("os").environ},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "HEAVY []" in done.stdout
 
 
 def test_better_challenger_is_promoted_and_worse_one_rejected(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict],
-        data: Planted) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted
+) -> None:
     c = client(store)
     medium = register(store, adaptors, documents, "gate", "medium")
     seeded = promote("gate", data.evaluation_set(), LENIENT)
@@ -203,7 +237,7 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
     good = register(store, adaptors, documents, "gate", "good")
     outcome = promote("gate", data.evaluation_set(), STRICT)
     assert outcome.action == "promoted" and outcome.exit_code == 0
-    assert c.get_model_version_by_alias("gate", CHAMPION).version == good
+    assert alias(c, "gate", CHAMPION) == good
     tags = c.get_model_version("gate", good).tags
     assert tags["validation_status"] == "passed" and tags["previous_champion"] == medium
     assert tags["promoted_at"]
@@ -213,7 +247,7 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
     worse = register(store, adaptors, documents, "gate", "shuffled")
     rejected = promote("gate", data.evaluation_set(), STRICT)
     assert rejected.action == "rejected" and rejected.exit_code == 1
-    assert c.get_model_version_by_alias("gate", CHAMPION).version == good  # untouched
+    assert alias(c, "gate", CHAMPION) == good  # untouched
     failed = c.get_model_version("gate", worse)
     assert failed.tags["validation_status"] == "failed"
     assert "previous_champion" not in failed.tags
@@ -225,49 +259,56 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
 
 
 def test_first_version_is_promoted_only_if_it_beats_the_baselines(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict],
-        data: Planted) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted
+) -> None:
     c = client(store)
     shuffled = register(store, adaptors, documents, "first", "shuffled")
     outcome = promote("first", data.evaluation_set(), STRICT)
     assert outcome.action == "rejected" and outcome.champion_after is None
     assert "below the best baseline" in c.get_model_version("first", shuffled).description
-    assert c.get_registered_model("first").aliases == {CHALLENGER: shuffled}
+    assert c.get_registered_model("first").aliases == {CHALLENGER: int(shuffled)}
     good = register(store, adaptors, documents, "first", "good")
     assert promote("first", data.evaluation_set(), STRICT).action == "promoted"
-    assert c.get_model_version_by_alias("first", CHAMPION).version == good
+    assert alias(c, "first", CHAMPION) == good
 
 
 def test_dry_run_logs_but_never_moves_an_alias(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict],
-        data: Planted, tmp_path: Path) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted, tmp_path: Path
+) -> None:
     c = client(store)
     medium = register(store, adaptors, documents, "dry", "medium")
     promote("dry", data.evaluation_set(), LENIENT)
     good = register(store, adaptors, documents, "dry", "good")
-    outcome = promote("dry", data.evaluation_set(), RegistryConfig(run_mode="dry_run"),
-                      report_dir=tmp_path / "report")
+    outcome = promote(
+        "dry",
+        data.evaluation_set(),
+        RegistryConfig(run_mode="dry_run"),
+        report_dir=tmp_path / "report",
+    )
     assert outcome.action == "dry_run" and outcome.decision.passed
-    assert c.get_model_version_by_alias("dry", CHAMPION).version == medium
-    assert c.get_model_version_by_alias("dry", CHALLENGER).version == good
+    assert alias(c, "dry", CHAMPION) == medium
+    assert alias(c, "dry", CHALLENGER) == good
     tags = c.get_model_version("dry", good).tags
     assert tags["validation_status"] == "pending" and tags["gate_dry_run"] == "passed"
     assert "promoted_at" not in tags
-    gate = json.loads(c.download_artifacts(c.get_model_version("dry", good).run_id,
-                                           f"review/version-{good}/gate.json", str(tmp_path)
-                                           ) and Path(tmp_path, "review", f"version-{good}",
-                                                      "gate.json").read_text())
+    path = c.download_artifacts(
+        c.get_model_version("dry", good).run_id, f"review/version-{good}/gate.json", str(tmp_path)
+    )
+    gate = json.loads(Path(path).read_text())
     assert gate["passed"] is True and gate["run_mode"] == "dry_run"
+    logged = c.get_run(c.get_model_version("dry", good).run_id).data.metrics
+    assert logged["gate_challenger/ndcg_at_10/dim_4"] == outcome.decision.checks[0].challenger
+    assert "gate_champion/ndcg_at_10/dim_16" in logged and "gate_pca/ndcg_at_10/dim_8" in logged
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and f"champion v{medium}" in html
     disabled = promote("dry", data.evaluation_set(), RegistryConfig(run_mode="disabled"))
     assert disabled.action == "disabled"
-    assert c.get_model_version_by_alias("dry", CHAMPION).version == medium
+    assert alias(c, "dry", CHAMPION) == medium
 
 
 def test_rollback_restores_the_previous_champion(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict],
-        data: Planted) -> None:
+    store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted
+) -> None:
     c = client(store)
     medium = register(store, adaptors, documents, "rb", "medium")
     promote("rb", data.evaluation_set(), LENIENT)
@@ -275,13 +316,17 @@ def test_rollback_restores_the_previous_champion(
     assert promote("rb", data.evaluation_set(), STRICT).champion_after == good
     outcome = rollback("rb", int(medium))
     assert outcome.action == "rolled_back" and outcome.champion_before == good
-    assert c.get_model_version_by_alias("rb", CHAMPION).version == medium
+    assert alias(c, "rb", CHAMPION) == medium
     tags = c.get_model_version("rb", medium).tags
     assert tags["previous_champion"] == good
     assert tags["promotion_reason"] == f"rollback from v{good}"
     assert "rolled_back_at" in c.get_model_version("rb", good).tags
     with pytest.raises(LookupError, match="no version 99"):
         rollback("rb", 99)
+
+
+def alias(c, name: str, which: str) -> str:  # noqa: ANN001
+    return str(c.get_model_version_by_alias(name, which).version)
 
 
 def _cli(argv: list[str]) -> int:
@@ -292,41 +337,59 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_promote_review_report_and_rollback(
-        store: str, adaptors: dict[str, Path], documents: dict[str, dict], data: Planted,
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store: str,
+    adaptors: dict[str, Path],
+    documents: dict[str, dict],
+    data: Planted,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from components.embedding.store import save_embeddings
 
     dataset = tmp_path / "dataset"
     (dataset / "qrels").mkdir(parents=True)
-    (dataset / "corpus.jsonl").write_text("".join(
-        json.dumps({"_id": i, "title": "", "text": f"doc {i}"}) + "\n" for i in data.corpus_ids))
-    (dataset / "queries.jsonl").write_text("".join(
-        json.dumps({"_id": i, "text": f"query {i}"}) + "\n" for i in data.query_ids))
-    (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{r.query_id}\t{r.doc_id}\t{r.score}\n" for r in data.test_qrels.itertuples()))
-    save_embeddings(tmp_path / "embeddings", corpus_ids=data.corpus_ids,
-                    corpus=data.corpus.numpy(), query_ids=data.query_ids,
-                    queries=data.queries.numpy(), meta={"provider": "synthetic"})
+    (dataset / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": i, "title": "", "text": f"doc {i}"}) + "\n" for i in data.corpus_ids
+        )
+    )
+    (dataset / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "text": f"query {i}"}) + "\n" for i in data.query_ids)
+    )
+    (dataset / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{r.query_id}\t{r.doc_id}\t{r.score}\n" for r in data.test_qrels.itertuples())
+    )
+    save_embeddings(
+        tmp_path / "embeddings",
+        corpus_ids=data.corpus_ids,
+        corpus=data.corpus.numpy(),
+        query_ids=data.query_ids,
+        queries=data.queries.numpy(),
+        meta={"provider": "synthetic"},
+    )
     params = tmp_path / "params.yaml"
     params.write_text(
         f"dataset:\n  path: {dataset}\n  test_split: test\n"
         "evaluation:\n  dims: [4, 8, 16]\n"
         f"registry:\n  model_name: clitest\n  run_mode: enabled\n"
-        f"  min_delta_vs_baselines: -1.0\n  embeddings_dir: {tmp_path / 'embeddings'}\n")
+        f"  min_delta_vs_baselines: -1.0\n  embeddings_dir: {tmp_path / 'embeddings'}\n"
+    )
     common = ["--params", str(params), "--tracking-uri", store]
     medium = register(store, adaptors, documents, "clitest", "medium")
     assert _cli(["promote", *common, "--report-dir", str(tmp_path / "r1")]) == 0
     assert '"action": "promoted"' in capsys.readouterr().out
     good = register(store, adaptors, documents, "clitest", "good")
     assert _cli(["promote", *common, "--run-mode", "dry_run"]) == 0
-    assert client(store).get_model_version_by_alias("clitest", CHAMPION).version == medium
-    assert _cli(["review-report", *common, "--version", good, "--out",
-                 str(tmp_path / "review")]) == 0
+    assert alias(client(store), "clitest", CHAMPION) == medium
+    assert (
+        _cli(["review-report", *common, "--version", good, "--out", str(tmp_path / "review")]) == 0
+    )
     review = (tmp_path / "review" / "report.md").read_text()
     assert f"champion v{medium}" in review and "Re-evaluated on dataset/test" in review
     assert _cli(["promote", *common]) == 0
-    assert client(store).get_model_version_by_alias("clitest", CHAMPION).version == good
+    assert alias(client(store), "clitest", CHAMPION) == good
     assert _cli(["rollback", *common, "--version", medium]) == 0
-    assert client(store).get_model_version_by_alias("clitest", CHAMPION).version == medium
+    assert alias(client(store), "clitest", CHAMPION) == medium
     assert _cli(["rollback", *common, "--version", "42"]) == 2
     assert "no version 42" in capsys.readouterr().err

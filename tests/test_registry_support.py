@@ -41,34 +41,63 @@ class Planted:
     test_qrels: pd.DataFrame
 
     def evaluation_set(self) -> EvaluationSet:
-        return EvaluationSet(self.corpus.numpy(), self.corpus_ids, self.queries.numpy(),
-                             self.query_ids, self.test_qrels, name="planted/test",
-                             fingerprint="planted-0")
+        return EvaluationSet(
+            self.corpus.numpy(),
+            self.corpus_ids,
+            self.queries.numpy(),
+            self.query_ids,
+            self.test_qrels,
+            name="planted/test",
+            fingerprint="planted-0",
+        )
 
 
 def planted(seed: int = 0, noise: float = 0.6) -> Planted:
     g = torch.Generator().manual_seed(seed)
     latent = torch.randn(N_DOCS, SIGNAL, generator=g)
-    docs = F.normalize(torch.cat([noise * torch.randn(N_DOCS, D - SIGNAL, generator=g),
-                                  latent], 1), dim=-1)
-    queries = F.normalize(torch.cat([
-        noise * torch.randn(N_QUERIES, D - SIGNAL, generator=g),
-        latent[:N_QUERIES] + 0.1 * torch.randn(N_QUERIES, SIGNAL, generator=g)], 1), dim=-1)
+    docs = F.normalize(
+        torch.cat([noise * torch.randn(N_DOCS, D - SIGNAL, generator=g), latent], 1), dim=-1
+    )
+    queries = F.normalize(
+        torch.cat(
+            [
+                noise * torch.randn(N_QUERIES, D - SIGNAL, generator=g),
+                latent[:N_QUERIES] + 0.1 * torch.randn(N_QUERIES, SIGNAL, generator=g),
+            ],
+            1,
+        ),
+        dim=-1,
+    )
     doc_ids = [f"d{i}" for i in range(N_DOCS)]
     query_ids = [f"q{i}" for i in range(N_QUERIES)]
     qrels = pd.DataFrame({"query_id": query_ids, "doc_id": doc_ids[:N_QUERIES], "score": 1})
-    return Planted(docs, doc_ids, queries, query_ids, qrels.iloc[:N_TRAIN].reset_index(
-        drop=True), qrels.iloc[N_TRAIN:].reset_index(drop=True))
+    return Planted(
+        docs,
+        doc_ids,
+        queries,
+        query_ids,
+        qrels.iloc[:N_TRAIN].reset_index(drop=True),
+        qrels.iloc[N_TRAIN:].reset_index(drop=True),
+    )
 
 
 def method_config(iterations: int) -> MethodConfig:
-    stage = StageConfig(learning_rate=3e-3, batch_size=64, max_iterations=iterations,
-                        patience=iterations, eval_every=max(iterations // 4, 1))
+    stage = StageConfig(
+        learning_rate=3e-3,
+        batch_size=64,
+        max_iterations=iterations,
+        patience=iterations,
+        eval_every=max(iterations // 4, 1),
+    )
     return MethodConfig(
         adaptor=AdaptorConfig(use_rotation=True),
         loss=LossConfig(prefix_dims=TRAINED_DIMS, top_k=5, gamma=5.0),
-        train=TrainConfig(unsupervised=StageConfig(max_iterations=1, eval_every=1, patience=1),
-                          supervised=stage, device="cpu"))
+        train=TrainConfig(
+            unsupervised=StageConfig(max_iterations=1, eval_every=1, patience=1),
+            supervised=stage,
+            device="cpu",
+        ),
+    )
 
 
 def train_variants(data: Planted, out: Path) -> dict[str, Path]:
@@ -79,14 +108,30 @@ def train_variants(data: Planted, out: Path) -> dict[str, Path]:
         shuffled = data.train_qrels.copy()
         shuffled["doc_id"] = shuffled["doc_id"].sample(frac=1.0, random_state=0).to_numpy()
         dirs = {}
-        for name, iterations, labels in (("medium", 20, data.train_qrels),
-                                         ("good", 150, data.train_qrels),
-                                         ("shuffled", 60, shuffled)):
-            result = train_adaptor(data.corpus, method_config(iterations), data.corpus_ids,
-                                   data.queries, data.query_ids, labels)
-            dirs[name] = save_adaptor(result.supervised_adaptor, out / name, {
-                "provider": "synthetic", "base_model": "planted-16", "dim": D,
-                "prefix_dims": list(TRAINED_DIMS), "dataset_fingerprint": "planted-0"})
+        for name, iterations, labels in (
+            ("medium", 20, data.train_qrels),
+            ("good", 150, data.train_qrels),
+            ("shuffled", 60, shuffled),
+        ):
+            result = train_adaptor(
+                data.corpus,
+                method_config(iterations),
+                data.corpus_ids,
+                data.queries,
+                data.query_ids,
+                labels,
+            )
+            dirs[name] = save_adaptor(
+                result.supervised_adaptor,
+                out / name,
+                {
+                    "provider": "synthetic",
+                    "base_model": "planted-16",
+                    "dim": D,
+                    "prefix_dims": list(TRAINED_DIMS),
+                    "dataset_fingerprint": "planted-0",
+                },
+            )
         return dirs
     finally:
         torch.set_num_threads(threads)
@@ -98,8 +143,9 @@ def evaluation_document(data: Planted, adaptor_dir: Path) -> dict[str, Any]:
     from components.registry.evaluation_set import compare_on_set
 
     adaptor, _ = load_adaptor(adaptor_dir)
-    report = compare_on_set(data.evaluation_set(), {"adaptor_supervised": adaptor},
-                            TRAINED_DIMS, BASELINES)
+    report = compare_on_set(
+        data.evaluation_set(), {"adaptor_supervised": adaptor}, TRAINED_DIMS, BASELINES
+    )
     return json.loads(json.dumps(report.to_json()))
 
 
@@ -113,8 +159,7 @@ def mlflow_store(root: Path) -> Iterator[str]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("tests", artifact_location=(root / "artifacts")
-                                          .as_uri())
+    experiment = client.create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
     try:

@@ -28,7 +28,7 @@ CASES = {
     "empty_texts": "empty_texts/corpus.jsonl, row 2, field 'text': ''",
     "unknown_qrels_ids": "unknown_qrels_ids/qrels/train.tsv, row 3, field 'query-id': 'q9'",
     "non_numeric_score": "non_numeric_score/qrels/test.tsv, row 3, field 'score': score must "
-                         "be an integer",
+    "be an integer",
     "bad_labels": "bad_labels/qrels/test.tsv, row 3, field 'score': -1",
 }
 
@@ -42,15 +42,19 @@ def args(runs: Path, *extra: str) -> list[str]:
 
 def stale_outputs(runs: Path) -> None:
     """What an earlier, successful run on good data left behind."""
-    for stage, name in (("validation", "passed.json"), ("embeddings", "meta.json"),
-                        ("pretrain", "history.json")):
+    for stage, name in (
+        ("validation", "passed.json"),
+        ("embeddings", "meta.json"),
+        ("pretrain", "history.json"),
+    ):
         (runs / stage).mkdir(parents=True, exist_ok=True)
         (runs / stage / name).write_text("{}")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_validate_rejects_bad_dataset(case: str, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_rejects_bad_dataset(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
     stale_outputs(runs)
     code = cli.main(["validate", *args(runs, "--dataset", str(BAD / case))])
@@ -62,8 +66,9 @@ def test_validate_rejects_bad_dataset(case: str, tmp_path: Path,
     assert (runs / "validation" / "summary.txt").is_file()  # kept for inspection
 
 
-def test_pipeline_stops_at_first_failure(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_stops_at_first_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Stages chained like DVC/Prefect run them: no stage after the failing one runs, and
     none of them finds an output to consume."""
     runs = tmp_path / "runs"
@@ -88,24 +93,38 @@ def _fake_extraction(monkeypatch: pytest.MonkeyPatch, corrupt: str) -> None:
         queries = unit_rows(rng.standard_normal((len(dataset.queries), d)))
         if corrupt == "nan":
             queries[4, 1] = np.nan
-        return EmbeddingArtifacts(Path(out_dir), dataset.corpus["id"].tolist(), corpus,
-                                  dataset.queries["id"].tolist(), queries, {})
+        return EmbeddingArtifacts(
+            Path(out_dir),
+            dataset.corpus["id"].tolist(),
+            corpus,
+            dataset.queries["id"].tolist(),
+            queries,
+            {},
+        )
 
     monkeypatch.setattr(embedding_package, "embed_dataset", fake)
 
 
-@pytest.mark.parametrize("corrupt, expected", [
-    ("nan", "embeddings/queries.npy, row 5, field 'vector': nan at dim 1"),
-    ("dim", "embeddings/corpus.npy, row 1, field 'dim': 18 [id='d0']"),
-])
-def test_embed_rejects_bad_embeddings(corrupt: str, expected: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        ("nan", "embeddings/queries.npy, row 5, field 'vector': nan at dim 1"),
+        ("dim", "embeddings/corpus.npy, row 1, field 'dim': 18 [id='d0']"),
+    ],
+)
+def test_embed_rejects_bad_embeddings(
+    corrupt: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     _fake_extraction(monkeypatch, corrupt)
     runs = tmp_path / "runs"
     stale_outputs(runs)
-    code = cli.main(["embed", *args(runs, "--dataset", str(TINY),
-                                    "--set", f"embedding.dimensions={DIM}")])
+    code = cli.main(
+        ["embed", *args(runs, "--dataset", str(TINY), "--set", f"embedding.dimensions={DIM}")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert expected in err

@@ -80,8 +80,9 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
 
 
-def synthetic_embeddings(out_dir: Path, dataset_dir: Path = TINY, dim: int = DIM,
-                         seed: int = 0) -> EmbeddingArtifacts:
+def synthetic_embeddings(
+    out_dir: Path, dataset_dir: Path = TINY, dim: int = DIM, seed: int = 0
+) -> EmbeddingArtifacts:
     """Unit-norm random embeddings for a dataset, each query close to its first positive
     document, written like the embed stage writes them."""
     dataset = load_dataset(dataset_dir)
@@ -93,8 +94,18 @@ def synthetic_embeddings(out_dir: Path, dataset_dir: Path = TINY, dim: int = DIM
         for query, doc in zip(frame["query_id"], frame["doc_id"], strict=True):
             row = dataset.queries.index[dataset.queries["id"] == query][0]
             queries[row] = unit_rows(corpus[position[doc]][None] + 0.3 * queries[row][None])[0]
-    meta = {"provider": "synthetic", "model": "random-16", "normalize": True,
-            "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint()}
-    return save_embeddings(out_dir, corpus_ids=dataset.corpus["id"].tolist(), corpus=corpus,
-                           query_ids=dataset.queries["id"].tolist(), queries=queries,
-                           meta=meta)
+    meta = {
+        "provider": "synthetic",
+        "model": "random-16",
+        "normalize": True,
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint(),
+    }
+    return save_embeddings(
+        out_dir,
+        corpus_ids=dataset.corpus["id"].tolist(),
+        corpus=corpus,
+        query_ids=dataset.queries["id"].tolist(),
+        queries=queries,
+        meta=meta,
+    )

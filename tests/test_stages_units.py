@@ -115,11 +115,16 @@ def test_training_and_evaluation_stages(tmp_path: Path, embeddings: Path) -> Non
     history = json.loads((tmp_path / "finetune" / "history.json").read_text())
     assert "ranking" in history["history"][0]
 
-    result = run_evaluate(TINY, embeddings, tmp_path / "pretrain", tmp_path / "finetune",
-                          params, tmp_path / "evaluation")
+    result = run_evaluate(
+        TINY,
+        embeddings,
+        tmp_path / "pretrain",
+        tmp_path / "finetune",
+        params,
+        tmp_path / "evaluation",
+    )
     out = tmp_path / "evaluation"
-    for name in ("metrics.json", "metrics.csv", "ndcg_vs_dim.png", "ndcg_vs_dim.csv",
-                 "table.txt"):
+    for name in ("metrics.json", "metrics.csv", "ndcg_vs_dim.png", "ndcg_vs_dim.csv", "table.txt"):
         assert (out / name).is_file(), name
     metrics = load_results(out)
     assert list(metrics["metrics"]) == list(METHOD_ORDER)
@@ -134,8 +139,9 @@ def test_training_and_evaluation_stages(tmp_path: Path, embeddings: Path) -> Non
     assert "recommended: " in result.table and "adaptor_supervised" in result.table
 
 
-def test_finetune_skipped_without_training_labels(tmp_path: Path,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_finetune_skipped_without_training_labels(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = copy_dataset(tmp_path / "data", drop_train=True)
     embeddings = tmp_path / "embeddings"
     synthetic_embeddings(embeddings, data)
@@ -145,16 +151,21 @@ def test_finetune_skipped_without_training_labels(tmp_path: Path,
     stale.mkdir(parents=True)
     (stale / "adaptor.json").write_text("{}")  # an adaptor from an earlier labelled run
     with caplog.at_level(logging.WARNING):
-        fin = run_finetune(data, embeddings, tmp_path / "pretrain", params,
-                           tmp_path / "finetune")
+        fin = run_finetune(data, embeddings, tmp_path / "pretrain", params, tmp_path / "finetune")
     assert fin.skipped and fin.result is None
     assert SKIP_MESSAGE.format(split="train") in caplog.text
     assert "qrels/train.tsv" in caplog.text
     history = json.loads((tmp_path / "finetune" / "history.json").read_text())
     assert history["skipped"] is True and history["stage"] == "finetune"
     assert not (tmp_path / "finetune" / "adaptor").exists()
-    run_evaluate(data, embeddings, tmp_path / "pretrain", tmp_path / "finetune", params,
-                 tmp_path / "evaluation")
+    run_evaluate(
+        data,
+        embeddings,
+        tmp_path / "pretrain",
+        tmp_path / "finetune",
+        params,
+        tmp_path / "evaluation",
+    )
     metrics = load_results(tmp_path / "evaluation")
     assert "adaptor_supervised" not in metrics["metrics"]
     assert "adaptor_unsupervised" in metrics["metrics"]
@@ -192,8 +203,7 @@ def test_embeddings_from_other_data_are_rejected(tmp_path: Path, embeddings: Pat
         handle.write(json.dumps({"_id": "d40", "title": "", "text": "new document"}) + "\n")
     run_pretrain(embeddings, fast_params(), tmp_path / "pretrain")
     with pytest.raises(StageError, match="re-run the embed stage"):
-        run_finetune(data, embeddings, tmp_path / "pretrain", fast_params(),
-                     tmp_path / "finetune")
+        run_finetune(data, embeddings, tmp_path / "pretrain", fast_params(), tmp_path / "finetune")
     assert not (tmp_path / "finetune").exists()
 
 
@@ -218,10 +228,15 @@ def test_run_stage_uses_the_layout(tmp_path: Path) -> None:
 
 
 def test_format_results_marks_missing_and_recommendation() -> None:
-    metrics = {"metrics": {"base": {"8": {"ndcg_at_10": 0.5}, "16": {"ndcg_at_10": 0.6}},
-                           "adaptor_unsupervised": {"8": {"ndcg_at_10": 0.6}}},
-               "recommended_dim": {"base": 16, "adaptor_unsupervised": 8},
-               "base_full_ndcg": 0.6, "recommend_fraction": 0.99}
+    metrics = {
+        "metrics": {
+            "base": {"8": {"ndcg_at_10": 0.5}, "16": {"ndcg_at_10": 0.6}},
+            "adaptor_unsupervised": {"8": {"ndcg_at_10": 0.6}},
+        },
+        "recommended_dim": {"base": 16, "adaptor_unsupervised": 8},
+        "base_full_ndcg": 0.6,
+        "recommend_fraction": 0.99,
+    }
     text = format_results(metrics)
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:4]}
     assert rows == {"base": ["0.5000", "0.6000"], "adaptor_unsupervised": ["0.6000", "-"]}
@@ -243,19 +258,28 @@ def _fake_extraction(monkeypatch: pytest.MonkeyPatch, corrupt: str) -> None:
             corpus[2, 5] = np.nan
         np.save(out / "corpus.npy", corpus)
         (out / "meta.json").write_text("{}")
-        return EmbeddingArtifacts(out, dataset.corpus["id"].tolist(), corpus,
-                                  dataset.queries["id"].tolist(), queries,
-                                  {"provider": "fake", "model": "fake"})
+        return EmbeddingArtifacts(
+            out,
+            dataset.corpus["id"].tolist(),
+            corpus,
+            dataset.queries["id"].tolist(),
+            queries,
+            {"provider": "fake", "model": "fake"},
+        )
 
     monkeypatch.setattr(embedding_package, "embed_dataset", fake)
 
 
-@pytest.mark.parametrize("corrupt, expected", [
-    ("nan", "corpus.npy, row 3, field 'vector': nan at dim 5"),
-    ("dim", "corpus.npy, row 1, field 'dim': 12"),
-])
-def test_embed_stage_rejects_bad_embeddings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            corrupt: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        ("nan", "corpus.npy, row 3, field 'vector': nan at dim 5"),
+        ("dim", "corpus.npy, row 1, field 'dim': 12"),
+    ],
+)
+def test_embed_stage_rejects_bad_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: str, expected: str
+) -> None:
     _fake_extraction(monkeypatch, corrupt)
     out = tmp_path / "runs" / "embeddings"
     out.mkdir(parents=True)
@@ -277,10 +301,15 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
 
 
 def openai_overrides(server: OpenAITestServer, cache: Path) -> dict[str, Any]:
-    return {"embedding.provider": "openai", "embedding.model": "stage-model",
-            "embedding.base_url": server.base_url, "embedding.api_key_env": "STAGE_TEST_KEY",
-            "embedding.cache_dir": str(cache), "embedding.progress": "off",
-            "embedding.dimensions": DIM}
+    return {
+        "embedding.provider": "openai",
+        "embedding.model": "stage-model",
+        "embedding.base_url": server.base_url,
+        "embedding.api_key_env": "STAGE_TEST_KEY",
+        "embedding.cache_dir": str(cache),
+        "embedding.progress": "off",
+        "embedding.dimensions": DIM,
+    }
 
 
 def test_embed_stage_with_an_api_provider(tmp_path: Path, server: OpenAITestServer) -> None:
@@ -301,6 +330,7 @@ def test_declared_dimension_without_loading_the_model() -> None:
     from components.stages.common import embedding_config
 
     assert declared_dimension(embedding_config(params)) == 384  # bundled MiniLM
-    openai = embedding_config(fast_params(**{"embedding.provider": "openai",
-                                             "embedding.model": "m"}))
+    openai = embedding_config(
+        fast_params(**{"embedding.provider": "openai", "embedding.model": "m"})
+    )
     assert declared_dimension(openai) is None

@@ -20,8 +20,9 @@ from components.tracking import (
 
 
 @pytest.fixture(autouse=True)
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mlflow_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """Point MLflow at one SQLite DB per session (migrations cost 5-13 s per new DB)."""
     store = tmp_path_factory.getbasetemp() / "mlflow-store"
     store.mkdir(exist_ok=True)
@@ -31,19 +32,24 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory,
 
 
 def _params(experiment: str | None = None) -> dict:
-    return {"mlflow": {"experiment_name": experiment or f"test-{uuid.uuid4().hex[:8]}"},
-            "method": {"train": {"seed": 0}, "loss": {"prefix_dims": [4, 8]}},
-            "embedding": {"provider": "local", "api_key_env": None}}
+    return {
+        "mlflow": {"experiment_name": experiment or f"test-{uuid.uuid4().hex[:8]}"},
+        "method": {"train": {"seed": 0}, "loss": {"prefix_dims": [4, 8]}},
+        "embedding": {"provider": "local", "api_key_env": None},
+    }
 
 
 def _write_outputs(root: Path, skipped_finetune: bool = False) -> PipelineOutputs:
     outputs = PipelineOutputs().under(root)
     evaluation = outputs.evaluation_dir
     evaluation.mkdir(parents=True)
-    report = {"metrics": {"base": {"4": {"ndcg_at_10": 0.3}, "8": {"ndcg_at_10": 0.4}},
-                          "adaptor_unsupervised": {"4": {"ndcg_at_10": 0.35},
-                                                   "8": {"ndcg_at_10": 0.41}}},
-              "recommended_dim": {"base": 8, "adaptor_unsupervised": 8}}
+    report = {
+        "metrics": {
+            "base": {"4": {"ndcg_at_10": 0.3}, "8": {"ndcg_at_10": 0.4}},
+            "adaptor_unsupervised": {"4": {"ndcg_at_10": 0.35}, "8": {"ndcg_at_10": 0.41}},
+        },
+        "recommended_dim": {"base": 8, "adaptor_unsupervised": 8},
+    }
     (evaluation / "metrics.json").write_text(json.dumps(report))
     (evaluation / "metrics.csv").write_text("method,dim,ndcg_at_10\nbase,4,0.3\n")
     (evaluation / "ndcg_vs_dim.png").write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -56,22 +62,43 @@ def _write_outputs(root: Path, skipped_finetune: bool = False) -> PipelineOutput
     (outputs.embeddings_dir / "meta.json").write_text('{"provider": "local"}')
     pre = outputs.training["pretrain"]
     pre.parent.mkdir(parents=True)
-    pre.write_text(json.dumps({
-        "stage": "unsupervised", "best_iteration": 2, "best_score": 0.5,
-        "score_name": "neighbour_ndcg_at_10",
-        "history": [{"step": s, "loss": 1.0 / s, "topk": 0.1, "pairwise": 0.2,
-                     "reconstruction": 0.3} for s in range(1, 4)],
-        "evaluations": [{"step": 2, "score": 0.5}]}))
+    pre.write_text(
+        json.dumps(
+            {
+                "stage": "unsupervised",
+                "best_iteration": 2,
+                "best_score": 0.5,
+                "score_name": "neighbour_ndcg_at_10",
+                "history": [
+                    {
+                        "step": s,
+                        "loss": 1.0 / s,
+                        "topk": 0.1,
+                        "pairwise": 0.2,
+                        "reconstruction": 0.3,
+                    }
+                    for s in range(1, 4)
+                ],
+                "evaluations": [{"step": 2, "score": 0.5}],
+            }
+        )
+    )
     fine = outputs.training["finetune"]
     fine.parent.mkdir(parents=True)
-    fine.write_text(json.dumps({"skipped": True, "reason": "no training labels"}
-                               if skipped_finetune else {"history": [], "evaluations": []}))
+    fine.write_text(
+        json.dumps(
+            {"skipped": True, "reason": "no training labels"}
+            if skipped_finetune
+            else {"history": [], "evaluations": []}
+        )
+    )
     return outputs
 
 
 def test_full_run_is_logged_and_finished(tmp_path: Path) -> None:
-    run = PipelineRun.start(root=tmp_path, params=_params(), run_name="unit",
-                            tags={"provider": "local"})
+    run = PipelineRun.start(
+        root=tmp_path, params=_params(), run_name="unit", tags={"provider": "local"}
+    )
     assert run.status == "RUNNING"
     flat = run.log_params(_params())
     assert flat["method.loss.prefix_dims"] == "[4, 8]"
@@ -82,7 +109,8 @@ def test_full_run_is_logged_and_finished(tmp_path: Path) -> None:
     run.log_dataset(name="tiny", source=tmp_path / "data", fingerprint="ab" * 32)
     (tmp_path / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  embed:\n    outs:\n    - path: runs/embeddings\n"
-        "      hash: md5\n      md5: 1234.dir\n")
+        "      hash: md5\n      md5: 1234.dir\n"
+    )
     tags = run.log_lineage(tmp_path, code_root=Path(__file__).parents[1])
     assert tags["dvc.embed.runs/embeddings"] == "1234.dir"
     run.finish()
@@ -102,11 +130,18 @@ def test_full_run_is_logged_and_finished(tmp_path: Path) -> None:
     assert len(inputs) == 1 and inputs[0].dataset.digest == "ab" * 16
     assert inputs[0].dataset.name == "tiny"
     artifacts = {a.path for a in client.list_artifacts(run.run_id, "evaluation")}
-    assert {"evaluation/metrics.json", "evaluation/metrics.csv",
-            "evaluation/ndcg_vs_dim.png", "evaluation/table.md"} <= artifacts
+    assert {
+        "evaluation/metrics.json",
+        "evaluation/metrics.csv",
+        "evaluation/ndcg_vs_dim.png",
+        "evaluation/table.md",
+    } <= artifacts
     validation = {a.path for a in client.list_artifacts(run.run_id, "validation")}
-    assert {"validation/summary.txt", "validation/gx_results",
-            "validation/embeddings"} <= validation
+    assert {
+        "validation/summary.txt",
+        "validation/gx_results",
+        "validation/embeddings",
+    } <= validation
     # Default-store runs keep artifacts next to the database.
     assert got.info.artifact_uri.startswith("file://")
 

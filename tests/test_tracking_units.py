@@ -29,12 +29,14 @@ from components.tracking.store import artifact_root_for, default_tracking_uri, m
 
 REPORT = {
     "metrics": {
-        "base": {"64": {"ndcg_at_10": 0.5, "recall_at_100": 0.8, "mrr_at_10": 0.45},
-                 "384": {"ndcg_at_10": 0.6, "recall_at_100": 0.9, "mrr_at_10": 0.55}},
-        "adaptor_supervised": {"64": {"ndcg_at_10": 0.62, "recall_at_100": float("nan"),
-                                      "mrr_at_10": 0.5},
-                               "384": {"ndcg_at_10": 0.66, "recall_at_100": 0.93,
-                                       "mrr_at_10": 0.6}},
+        "base": {
+            "64": {"ndcg_at_10": 0.5, "recall_at_100": 0.8, "mrr_at_10": 0.45},
+            "384": {"ndcg_at_10": 0.6, "recall_at_100": 0.9, "mrr_at_10": 0.55},
+        },
+        "adaptor_supervised": {
+            "64": {"ndcg_at_10": 0.62, "recall_at_100": float("nan"), "mrr_at_10": 0.5},
+            "384": {"ndcg_at_10": 0.66, "recall_at_100": 0.93, "mrr_at_10": 0.6},
+        },
     },
     "recommended_dim": {"base": 384, "adaptor_supervised": 64, "pca": None},
     "base_full_ndcg": 0.6,
@@ -42,13 +44,17 @@ REPORT = {
 
 
 def test_metric_names_follow_one_scheme() -> None:
-    assert metric_key("adaptor_supervised", "ndcg_at_10", 64) == \
-        "adaptor_supervised/ndcg_at_10/dim_64"
+    assert (
+        metric_key("adaptor_supervised", "ndcg_at_10", 64) == "adaptor_supervised/ndcg_at_10/dim_64"
+    )
     assert metric_key("base", "recall_at_100", "384") == "base/recall_at_100/dim_384"
     assert recommended_dim_key("pca") == "recommended_dim/pca"
     assert train_metric_key("pretrain", "loss") == "train/pretrain/loss"
-    assert parse_metric_key("adaptor_supervised/ndcg_at_10/dim_64") == \
-        ("adaptor_supervised", "ndcg_at_10", 64)
+    assert parse_metric_key("adaptor_supervised/ndcg_at_10/dim_64") == (
+        "adaptor_supervised",
+        "ndcg_at_10",
+        64,
+    )
     with pytest.raises(ValueError, match="per-dimension"):
         parse_metric_key("train/pretrain/loss")
     # Characters MLflow rejects are replaced, never passed through.
@@ -67,12 +73,23 @@ def test_evaluation_metrics_flattens_every_method_and_dim() -> None:
 
 def test_training_metrics_are_step_points() -> None:
     history = {
-        "stage": "unsupervised", "best_iteration": 20, "best_score": 0.7,
-        "score_name": "neighbour_ndcg_at_10", "iterations": 30, "seconds": 1.5,
-        "history": [{"step": 1, "loss": 2.0, "topk": 1.0, "pairwise": 0.5,
-                     "reconstruction": 0.5},
-                    {"step": 2, "loss": 1.5, "topk": 0.8, "pairwise": 0.4,
-                     "reconstruction": 0.3, "ranking": float("inf")}],
+        "stage": "unsupervised",
+        "best_iteration": 20,
+        "best_score": 0.7,
+        "score_name": "neighbour_ndcg_at_10",
+        "iterations": 30,
+        "seconds": 1.5,
+        "history": [
+            {"step": 1, "loss": 2.0, "topk": 1.0, "pairwise": 0.5, "reconstruction": 0.5},
+            {
+                "step": 2,
+                "loss": 1.5,
+                "topk": 0.8,
+                "pairwise": 0.4,
+                "reconstruction": 0.3,
+                "ranking": float("inf"),
+            },
+        ],
         "evaluations": [{"step": 10, "score": 0.6}, {"step": 20, "score": 0.7}],
     }
     points = list(training_metrics("pretrain", history))
@@ -83,18 +100,42 @@ def test_training_metrics_are_step_points() -> None:
     assert ("train/pretrain/best_iteration", 20.0, 0) in points
     assert all(math.isfinite(v) for _, v, _ in points)
     # A nested summary works the same.
-    nested = {"summary": {"score_name": "heldout_ndcg_at_10", "best_score": 0.5},
-              "history": [], "evaluations": [{"step": 5, "score": 0.5}]}
+    nested = {
+        "summary": {"score_name": "heldout_ndcg_at_10", "best_score": 0.5},
+        "history": [],
+        "evaluations": [{"step": 5, "score": 0.5}],
+    }
     assert ("train/finetune/heldout_ndcg_at_10", 0.5, 5) in list(
-        training_metrics("finetune", nested))
+        training_metrics("finetune", nested)
+    )
+
+
+def test_long_curves_are_strided_with_the_last_step_kept() -> None:
+    history = {
+        "history": [{"step": s, "loss": float(s)} for s in range(1, 5001)],
+        "evaluations": [{"step": s, "score": 0.5} for s in range(0, 5001, 50)],
+    }
+    points = list(training_metrics("pretrain", history, max_points=500))
+    loss = [step for key, _, step in points if key == "train/pretrain/loss"]
+    assert len(loss) == 500 and loss[0] == 10 and loss[-1] == 5000
+    assert len([k for k, _, _ in points if k == "train/pretrain/heldout_score"]) == 101
+    odd = {"history": [{"step": s, "loss": 1.0} for s in range(1, 1002)]}
+    steps = [step for _, _, step in training_metrics("x", odd, max_points=500)]
+    assert steps[-1] == 1001 and len(steps) <= 501
 
 
 def test_flatten_params_dotted_json_values_and_no_secrets() -> None:
     params = {
-        "method": {"train": {"seed": 0, "unsupervised": {"learning_rate": 0.001}},
-                   "loss": {"prefix_dims": [16, 32], "prefix_weights": None}},
-        "embedding": {"provider": "openai", "api_key_env": "OPENAI_API_KEY",
-                      "api_key": "sk-secret", "base_url": "https://u:p@host/v1"},
+        "method": {
+            "train": {"seed": 0, "unsupervised": {"learning_rate": 0.001}},
+            "loss": {"prefix_dims": [16, 32], "prefix_weights": None},
+        },
+        "embedding": {
+            "provider": "openai",
+            "api_key_env": "OPENAI_API_KEY",
+            "api_key": "sk-secret",
+            "base_url": "https://u:p@host/v1",
+        },
         "validation": {"build_data_docs": True},
         "empty": {},
     }
@@ -151,8 +192,7 @@ def test_dvc_lock_hashes_become_tags(tmp_path: Path) -> None:
     lock = tmp_path / "dvc.lock"
     lock.write_text(DVC_LOCK)
     parsed = read_dvc_lock(lock)
-    assert parsed["validate"]["deps"] == {"data/scifact":
-                                          "0123456789abcdef0123456789abcdef.dir"}
+    assert parsed["validate"]["deps"] == {"data/scifact": "0123456789abcdef0123456789abcdef.dir"}
     tags = dvc_lock_tags(lock)
     assert tags == {
         "dvc.validate.data/scifact": "0123456789abcdef0123456789abcdef.dir",
@@ -192,8 +232,9 @@ def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert resolve_tracking_uri(tmp_path, "sqlite:///x.db") == "http://127.0.0.1:5000"
     assert artifact_root_for(default) == tmp_path.resolve() / "mlflow" / "artifacts"
     assert artifact_root_for("http://127.0.0.1:5000") is None
-    assert ui_command(default).startswith(f"mlflow ui --backend-store-uri {default} "
-                                          "--host 127.0.0.1")
+    assert ui_command(default).startswith(
+        f"mlflow ui --backend-store-uri {default} --host 127.0.0.1"
+    )
     settings = mlflow_settings({"mlflow": {"experiment_name": "x", "tracking_uri": None}})
     assert settings["experiment_name"] == "x" and settings["tracking_uri"] is None
 

@@ -28,67 +28,102 @@ log = logging.getLogger(__name__)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="params.yaml with the registry: section (default: %(default)s)")
-    parser.add_argument("--model-name", default=None,
-                        help="registered model (default: registry.model_name, else "
-                             "mlflow.registered_model_name)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: MLFLOW_TRACKING_URI, params "
-                             "mlflow.tracking_uri, then sqlite:///mlflow/mlflow.db)")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params.yaml with the registry: section (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=None,
+        help="registered model (default: registry.model_name, else mlflow.registered_model_name)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: MLFLOW_TRACKING_URI, params "
+        "mlflow.tracking_uri, then sqlite:///mlflow/mlflow.db)",
+    )
 
 
 def _evaluation_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--embeddings-dir", type=Path, default=None,
-                        help="frozen evaluation embeddings (default: registry.embeddings_dir)")
-    parser.add_argument("--dataset", type=Path, default=None,
-                        help="dataset folder with the labels (default: dataset.path)")
-    parser.add_argument("--split", default=None,
-                        help="label split (default: dataset.test_split)")
+    parser.add_argument(
+        "--embeddings-dir",
+        type=Path,
+        default=None,
+        help="frozen evaluation embeddings (default: registry.embeddings_dir)",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="dataset folder with the labels (default: dataset.path)",
+    )
+    parser.add_argument("--split", default=None, help="label split (default: dataset.test_split)")
 
 
 def add_registry_commands(subparsers: Any) -> None:
     """Add ``promote``, ``rollback`` and ``review-report`` to an argparse subparsers object."""
     promote = subparsers.add_parser(
-        "promote", help="promotion gate: challenger vs @champion and baselines",
+        "promote",
+        help="promotion gate: challenger vs @champion and baselines",
         description="Re-evaluate @challenger (or --version), @champion and the baselines on "
-                    "the frozen evaluation set; move @champion when every counted size passes "
-                    "(registry.run_mode: disabled | dry_run | enabled). Exit 1 when rejected.")
+        "the frozen evaluation set; move @champion when every counted size passes "
+        "(registry.run_mode: disabled | dry_run | enabled). Exit 1 when rejected.",
+    )
     _common(promote)
     _evaluation_args(promote)
-    promote.add_argument("--version", type=int, default=None,
-                         help="version to gate (default: @challenger)")
-    promote.add_argument("--run-mode", choices=("disabled", "dry_run", "enabled"),
-                         default=None, help="override registry.run_mode")
-    promote.add_argument("--report-dir", type=Path, default=None,
-                         help="also write the review report here")
+    promote.add_argument(
+        "--version", type=int, default=None, help="version to gate (default: @challenger)"
+    )
+    promote.add_argument(
+        "--run-mode",
+        choices=("disabled", "dry_run", "enabled"),
+        default=None,
+        help="override registry.run_mode",
+    )
+    promote.add_argument(
+        "--report-dir", type=Path, default=None, help="also write the review report here"
+    )
     promote.set_defaults(handler=run_promote)
 
     rollback = subparsers.add_parser(
-        "rollback", help="move @champion back to a named version",
-        description="Point @champion at --version N (tags previous_champion, promoted_at).")
+        "rollback",
+        help="move @champion back to a named version",
+        description="Point @champion at --version N (tags previous_champion, promoted_at).",
+    )
     _common(rollback)
     rollback.add_argument("--version", type=int, required=True, help="version to serve")
-    rollback.add_argument("--force", action="store_true",
-                          help="allow a version the gate marked failed")
+    rollback.add_argument(
+        "--force", action="store_true", help="allow a version the gate marked failed"
+    )
     rollback.set_defaults(handler=run_rollback)
 
     review = subparsers.add_parser(
-        "review-report", help="write and attach the review report of a version",
+        "review-report",
+        help="write and attach the review report of a version",
         description="Re-evaluate version N against @champion and the baselines, write "
-                    "report.md / report.html / ndcg_vs_dim.png and attach them to the version.")
+        "report.md / report.html / ndcg_vs_dim.png and attach them to the version.",
+    )
     _common(review)
     _evaluation_args(review)
     review.add_argument("--version", type=int, required=True, help="version to review")
-    review.add_argument("--out", type=Path, default=None,
-                        help="local folder for the report (default: runs/review/vN)")
-    review.add_argument("--no-attach", action="store_true",
-                        help="only write locally, do not log to MLflow")
+    review.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="local folder for the report (default: runs/review/vN)",
+    )
+    review.add_argument(
+        "--no-attach", action="store_true", help="only write locally, do not log to MLflow"
+    )
     review.set_defaults(handler=run_review_report)
 
 
-def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None
-              ) -> tuple[Any, str, str | None]:
+def _settings(
+    args: argparse.Namespace, overrides: dict[str, Any] | None = None
+) -> tuple[Any, str, str | None]:
     import yaml
 
     from components.registry.client import resolve_uri
@@ -125,10 +160,18 @@ def run_promote(args: argparse.Namespace) -> int:
     try:
         overrides = {"run_mode": args.run_mode} if args.run_mode else None
         config, name, uri = _settings(args, overrides)
-        data, evaluation = (None, None) if config.run_mode == "disabled" else _evaluation(
-            args, config)
-        outcome = promote(name, data, config, version=args.version, tracking_uri=uri,
-                          evaluation=evaluation, report_dir=args.report_dir)
+        data, evaluation = (
+            (None, None) if config.run_mode == "disabled" else _evaluation(args, config)
+        )
+        outcome = promote(
+            name,
+            data,
+            config,
+            version=args.version,
+            tracking_uri=uri,
+            evaluation=evaluation,
+            report_dir=args.report_dir,
+        )
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"promote: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -160,8 +203,16 @@ def run_review_report(args: argparse.Namespace) -> int:
         config, name, uri = _settings(args)
         data, evaluation = _evaluation(args, config)
         out = args.out or Path("runs/review") / f"v{args.version}"
-        review_version(name, args.version, data, config, tracking_uri=uri,
-                       evaluation=evaluation, out_dir=out, attach=not args.no_attach)
+        review_version(
+            name,
+            args.version,
+            data,
+            config,
+            tracking_uri=uri,
+            evaluation=evaluation,
+            out_dir=out,
+            attach=not args.no_attach,
+        )
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"review-report: {exc}", file=sys.stderr)
         return EXIT_ERROR

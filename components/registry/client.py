@@ -17,8 +17,9 @@ from typing import Any
 _ENV_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def resolve_uri(tracking_uri: str | None = None, root: str | Path | None = None,
-                configured: str | None = None) -> str:
+def resolve_uri(
+    tracking_uri: str | None = None, root: str | Path | None = None, configured: str | None = None
+) -> str:
     """``tracking_uri`` > ``MLFLOW_TRACKING_URI`` > an URI set in-process with
     ``mlflow.set_tracking_uri`` > ``configured`` > the project store
     (``sqlite:///<root>/mlflow/mlflow.db``)."""
@@ -84,5 +85,7 @@ def require_version(client: Any, model_name: str, version: int | str) -> Any:
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as exc:
-        raise LookupError(f"registered model '{model_name}' has no version {version} "
-                          f"({exc.message.splitlines()[0]})") from None
+        raise LookupError(
+            f"registered model '{model_name}' has no version {version} "
+            f"({exc.message.splitlines()[0]})"
+        ) from None

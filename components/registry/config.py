@@ -62,8 +62,9 @@ class RegistryConfig(BaseModel):
     def _positive_dims(cls, dims: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if dims is not None:
             if not dims:
-                raise ValueError("registry.dims is empty: list sizes, or null for every "
-                                 "trained size")
+                raise ValueError(
+                    "registry.dims is empty: list sizes, or null for every trained size"
+                )
             bad = [m for m in dims if m <= 0]
             if bad:
                 raise ValueError(f"registry.dims must be positive, got {bad}")
@@ -85,8 +86,9 @@ class RegistryConfig(BaseModel):
         return float(self.ndcg_floor)
 
 
-def load_registry_config(params_path: str | Path = "params.yaml",
-                         overrides: dict[str, Any] | None = None) -> RegistryConfig:
+def load_registry_config(
+    params_path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> RegistryConfig:
     """Read ``registry:`` from params.yaml; ``model_name`` falls back to the mlflow section.
 
     Example:
@@ -96,6 +98,7 @@ def load_registry_config(params_path: str | Path = "params.yaml",
     section = dict(raw.get("registry") or {})
     section.update(overrides or {})
     if not section.get("model_name"):
-        section["model_name"] = ((raw.get("mlflow") or {}).get("registered_model_name")
-                                 or DEFAULT_MODEL_NAME)
+        section["model_name"] = (raw.get("mlflow") or {}).get(
+            "registered_model_name"
+        ) or DEFAULT_MODEL_NAME
     return RegistryConfig.model_validate(section)

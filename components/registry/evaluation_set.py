@@ -37,8 +37,9 @@ class EvaluationSet:
         return int(self.corpus.shape[1])
 
 
-def load_evaluation_set(embeddings_dir: str | Path, dataset_dir: str | Path,
-                        split: str = "test") -> EvaluationSet:
+def load_evaluation_set(
+    embeddings_dir: str | Path, dataset_dir: str | Path, split: str = "test"
+) -> EvaluationSet:
     """The embed stage's matrices plus the dataset's ``split`` labels."""
     from components.data import load_dataset
     from components.embedding.store import load_embeddings
@@ -47,28 +48,42 @@ def load_evaluation_set(embeddings_dir: str | Path, dataset_dir: str | Path,
     dataset = load_dataset(dataset_dir)
     labels = dataset.split(split)
     if labels.empty:
-        raise ValueError(f"{dataset_dir}: the '{split}' split has no labels; the gate needs "
-                         "evaluation labels")
-    return EvaluationSet(artifacts.corpus, list(artifacts.corpus_ids), artifacts.queries,
-                         list(artifacts.query_ids), labels, name=f"{dataset.name}/{split}",
-                         fingerprint=artifacts.meta.get("dataset_fingerprint"))
+        raise ValueError(
+            f"{dataset_dir}: the '{split}' split has no labels; the gate needs evaluation labels"
+        )
+    return EvaluationSet(
+        artifacts.corpus,
+        list(artifacts.corpus_ids),
+        artifacts.queries,
+        list(artifacts.query_ids),
+        labels,
+        name=f"{dataset.name}/{split}",
+        fingerprint=artifacts.meta.get("dataset_fingerprint"),
+    )
 
 
 def baseline_methods(data: EvaluationSet, names: Sequence[str]) -> dict[str, Any]:
     """``base`` (truncation), ``pca`` and ``svd_rotation`` fitted on the evaluation corpus."""
     from components.baselines import PCAProjection, SVDRotation, Truncation
 
-    makers = {"base": lambda: Truncation(data.dim), "pca": lambda: PCAProjection.fit(data.corpus),
-              "svd_rotation": lambda: SVDRotation.fit(data.corpus)}
+    makers = {
+        "base": lambda: Truncation(data.dim),
+        "pca": lambda: PCAProjection.fit(data.corpus),
+        "svd_rotation": lambda: SVDRotation.fit(data.corpus),
+    }
     unknown = [n for n in names if n not in makers]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(makers)}")
     return {name: makers[name]() for name in names}
 
 
-def compare_on_set(data: EvaluationSet, adaptors: Mapping[str, Any], dims: Sequence[int],
-                   baselines: Sequence[str] = ("base", "pca", "svd_rotation"),
-                   evaluation: Any | None = None) -> Any:
+def compare_on_set(
+    data: EvaluationSet,
+    adaptors: Mapping[str, Any],
+    dims: Sequence[int],
+    baselines: Sequence[str] = ("base", "pca", "svd_rotation"),
+    evaluation: Any | None = None,
+) -> Any:
     """Evaluate ``adaptors`` (name → embedder) and the baselines at ``dims``.
 
     Returns:
@@ -79,8 +94,10 @@ def compare_on_set(data: EvaluationSet, adaptors: Mapping[str, Any], dims: Seque
     from components.evaluation import evaluate_methods
 
     config = (evaluation or EvaluationConfig()).model_copy(
-        update={"dims": tuple(sorted({int(m) for m in dims}))})
+        update={"dims": tuple(sorted({int(m) for m in dims}))}
+    )
     names = list(dict.fromkeys(["base", *baselines]))
     methods = {**adaptors, **baseline_methods(data, names)}
-    return evaluate_methods(methods, data.corpus, data.corpus_ids, data.queries,
-                            data.query_ids, data.qrels, config)
+    return evaluate_methods(
+        methods, data.corpus, data.corpus_ids, data.queries, data.query_ids, data.qrels, config
+    )

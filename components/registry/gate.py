@@ -84,28 +84,47 @@ class GateDecision:
 
     def summary(self) -> str:
         """One paragraph: PASSED / FAILED and, when failed, which size failed by how much."""
-        against = (f"champion v{self.champion_version}" if self.has_champion
-                   else "no champion yet (baselines only)")
+        against = (
+            f"champion v{self.champion_version}"
+            if self.has_champion
+            else "no champion yet (baselines only)"
+        )
         if not self.checks:
             return f"Promotion gate FAILED: no size to compare ({against})."
         if self.passed:
-            return (f"Promotion gate PASSED at m={self.dims} against {against} and the "
-                    f"baselines ({self.metric}).")
-        return (f"Promotion gate FAILED against {against} ({self.metric}): "
-                + "; ".join(self.failures) + ".")
+            return (
+                f"Promotion gate PASSED at m={self.dims} against {against} and the "
+                f"baselines ({self.metric})."
+            )
+        return (
+            f"Promotion gate FAILED against {against} ({self.metric}): "
+            + "; ".join(self.failures)
+            + "."
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "metric": self.metric, "has_champion": self.has_champion,
-                "champion_version": self.champion_version, "thresholds": self.thresholds,
-                "summary": self.summary(),
-                "checks": [{**asdict(check), "passed": check.passed,
-                            "delta_vs_champion": check.delta_vs_champion,
-                            "delta_vs_baseline": check.delta_vs_baseline}
-                           for check in self.checks]}
+        return {
+            "passed": self.passed,
+            "metric": self.metric,
+            "has_champion": self.has_champion,
+            "champion_version": self.champion_version,
+            "thresholds": self.thresholds,
+            "summary": self.summary(),
+            "checks": [
+                {
+                    **asdict(check),
+                    "passed": check.passed,
+                    "delta_vs_champion": check.delta_vs_champion,
+                    "delta_vs_baseline": check.delta_vs_baseline,
+                }
+                for check in self.checks
+            ],
+        }
 
 
-def counted_dims(config: RegistryConfig, trained_dims: Sequence[int],
-                 available: Sequence[int] | None = None) -> list[int]:
+def counted_dims(
+    config: RegistryConfig, trained_dims: Sequence[int], available: Sequence[int] | None = None
+) -> list[int]:
     """The sizes the gate checks: ``config.dims`` (or the trained sizes), restricted to the
     sizes the evaluation has when ``available`` is given."""
     dims = sorted({int(m) for m in (config.dims or trained_dims)})
@@ -115,10 +134,14 @@ def counted_dims(config: RegistryConfig, trained_dims: Sequence[int],
     return dims
 
 
-def decide(challenger: Mapping[int, float], baselines: Mapping[str, Mapping[int, float]],
-           config: RegistryConfig, champion: Mapping[int, float] | None = None,
-           dims: Sequence[int] | None = None,
-           champion_version: str | int | None = None) -> GateDecision:
+def decide(
+    challenger: Mapping[int, float],
+    baselines: Mapping[str, Mapping[int, float]],
+    config: RegistryConfig,
+    champion: Mapping[int, float] | None = None,
+    dims: Sequence[int] | None = None,
+    champion_version: str | int | None = None,
+) -> GateDecision:
     """Check the challenger at every counted size (pure: no I/O).
 
     Args:
@@ -131,8 +154,9 @@ def decide(challenger: Mapping[int, float], baselines: Mapping[str, Mapping[int,
         champion_version: shown in the messages.
     """
     sizes = sorted({int(m) for m in (dims or config.dims or challenger)})
-    champion_label = (f"the champion (v{champion_version}, " if champion_version is not None
-                      else "the champion (")
+    champion_label = (
+        f"the champion (v{champion_version}, " if champion_version is not None else "the champion ("
+    )
     checks = []
     for m in sizes:
         failures: list[str] = []
@@ -146,34 +170,59 @@ def decide(challenger: Mapping[int, float], baselines: Mapping[str, Mapping[int,
             failures.append(f"m={m}: the challenger has no {config.metric} value")
         else:
             if value < floor - _EPS:
-                failures.append(f"m={m}: {config.metric} {value:.4f} is {floor - value:.4f} "
-                                f"below the floor {floor:.4f}")
+                failures.append(
+                    f"m={m}: {config.metric} {value:.4f} is {floor - value:.4f} "
+                    f"below the floor {floor:.4f}"
+                )
             if champion is not None:
                 if champion_value is None:
                     failures.append(f"m={m}: the champion has no {config.metric} value")
                 elif value - champion_value < config.min_delta_vs_champion - _EPS:
-                    failures.append(_delta_message(m, config.metric, value, champion_value,
-                                                   f"{champion_label}{champion_value:.4f})",
-                                                   config.min_delta_vs_champion))
-            if best_value is not None and (value - best_value
-                                           < config.min_delta_vs_baselines - _EPS):
-                failures.append(_delta_message(m, config.metric, value, best_value,
-                                               f"the best baseline {best_name} "
-                                               f"({best_value:.4f})",
-                                               config.min_delta_vs_baselines))
-        checks.append(DimensionCheck(m, value, champion_value, best_value, best_name, floor,
-                                     tuple(failures)))
-    thresholds = {"ndcg_floor": config.ndcg_floor,
-                  "min_delta_vs_champion": config.min_delta_vs_champion,
-                  "min_delta_vs_baselines": config.min_delta_vs_baselines,
-                  "dims": sizes, "baselines": list(baselines)}
-    return GateDecision(tuple(checks), config.metric, champion is not None,
-                        None if champion_version is None else str(champion_version),
-                        thresholds)
+                    failures.append(
+                        _delta_message(
+                            m,
+                            config.metric,
+                            value,
+                            champion_value,
+                            f"{champion_label}{champion_value:.4f})",
+                            config.min_delta_vs_champion,
+                        )
+                    )
+            if best_value is not None and (
+                value - best_value < config.min_delta_vs_baselines - _EPS
+            ):
+                failures.append(
+                    _delta_message(
+                        m,
+                        config.metric,
+                        value,
+                        best_value,
+                        f"the best baseline {best_name} ({best_value:.4f})",
+                        config.min_delta_vs_baselines,
+                    )
+                )
+        checks.append(
+            DimensionCheck(m, value, champion_value, best_value, best_name, floor, tuple(failures))
+        )
+    thresholds = {
+        "ndcg_floor": config.ndcg_floor,
+        "min_delta_vs_champion": config.min_delta_vs_champion,
+        "min_delta_vs_baselines": config.min_delta_vs_baselines,
+        "dims": sizes,
+        "baselines": list(baselines),
+    }
+    return GateDecision(
+        tuple(checks),
+        config.metric,
+        champion is not None,
+        None if champion_version is None else str(champion_version),
+        thresholds,
+    )
 
 
-def _delta_message(m: int, metric: str, value: float, other: float, label: str,
-                   required: float) -> str:
+def _delta_message(
+    m: int, metric: str, value: float, other: float, label: str, required: float
+) -> str:
     delta = value - other
-    how = (f"is {-delta:.4f} below" if delta < 0 else f"is only {delta:.4f} above")
+    how = f"is {-delta:.4f} below" if delta < 0 else f"is only {delta:.4f} above"
     return f"m={m}: {metric} {value:.4f} {how} {label}; required change >= {required:+.4f}"

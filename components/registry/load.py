@@ -25,8 +25,9 @@ def model_uri(model_name: str, alias: str | None = None, version: int | str | No
     return f"models:/{model_name}@{alias or CHAMPION}"
 
 
-def load_champion(model_name: str, *, alias: str = CHAMPION,
-                  tracking_uri: str | None = None) -> Any:
+def load_champion(
+    model_name: str, *, alias: str = CHAMPION, tracking_uri: str | None = None
+) -> Any:
     """The pyfunc behind ``models:/<name>@<alias>`` (``predict(x, params={"dim": m})``)."""
     import mlflow
 
@@ -34,8 +35,7 @@ def load_champion(model_name: str, *, alias: str = CHAMPION,
         return mlflow.pyfunc.load_model(model_uri(model_name, alias))
 
 
-def download_version(client: Any, model_name: str, version: int | str,
-                     dst: str | Path) -> Path:
+def download_version(client: Any, model_name: str, version: int | str, dst: str | Path) -> Path:
     """Download version ``version``'s model folder under ``dst``; returns the folder."""
     import mlflow
 
@@ -43,19 +43,22 @@ def download_version(client: Any, model_name: str, version: int | str,
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
 
 
-def version_metadata(client: Any, model_name: str, version: int | str,
-                     dst: str | Path) -> dict[str, Any]:
+def version_metadata(
+    client: Any, model_name: str, version: int | str, dst: str | Path
+) -> dict[str, Any]:
     """The ``metadata.json`` a registered version carries."""
     import mlflow
 
     uri = client.get_model_version_download_uri(model_name, str(version))
     path = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"{uri.rstrip('/')}/artifacts/{METADATA_FILE}", dst_path=str(dst))
+        artifact_uri=f"{uri.rstrip('/')}/artifacts/{METADATA_FILE}", dst_path=str(dst)
+    )
     return json.loads(Path(path).read_text())
 
 
-def load_version_adaptor(client: Any, model_name: str, version: int | str,
-                         dst: str | Path) -> tuple[Any, dict[str, Any]]:
+def load_version_adaptor(
+    client: Any, model_name: str, version: int | str, dst: str | Path
+) -> tuple[Any, dict[str, Any]]:
     """``(MatryoshkaAdaptor, metadata)`` of a registered version (no pyfunc machinery)."""
     from components.adaptor import load_adaptor
 

@@ -34,16 +34,20 @@ METADATA_ARTIFACT = "metadata"
 class MatryoshkaAdaptorModel(PythonModel):
     """Pyfunc wrapper: ``predict(embeddings, params={"dim": m}) -> [n, m]`` float32."""
 
+    # The signature is explicit; predict's input is deliberately unannotated, so MLflow's
+    # type-hint wrapping (and its warning in every serving log) is skipped.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         from components.adaptor import load_adaptor
 
         self.adaptor, adaptor_metadata = load_adaptor(context.artifacts[ADAPTOR_ARTIFACT])
         metadata_path = context.artifacts.get(METADATA_ARTIFACT)
-        self.metadata = (json.loads(Path(metadata_path).read_text()) if metadata_path
-                         else dict(adaptor_metadata))
+        self.metadata = (
+            json.loads(Path(metadata_path).read_text()) if metadata_path else dict(adaptor_metadata)
+        )
         self.dim = int(self.adaptor.dim)
-        self.trained_dims = tuple(int(m) for m in self.metadata.get("trained_dims")
-                                  or (self.dim,))
+        self.trained_dims = tuple(int(m) for m in self.metadata.get("trained_dims") or (self.dim,))
         self.default_dim = int(self.metadata.get("recommended_dim") or self.trained_dims[-1])
 
     def _resolve_dim(self, params: dict[str, Any] | None) -> int:
@@ -55,13 +59,19 @@ class MatryoshkaAdaptorModel(PythonModel):
         if dim not in self.trained_dims or str(raw) != str(dim):
             raise MlflowException(
                 f"invalid dim {raw!r}: this adaptor was trained for dim in "
-                f"{list(self.trained_dims)} (d={self.dim}); pass params={{\"dim\": m}} with "
-                "one of them", error_code=INVALID_PARAMETER_VALUE)
+                f'{list(self.trained_dims)} (d={self.dim}); pass params={{"dim": m}} with '
+                "one of them",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         return dim
 
     # model_input is left unannotated: MLflow would otherwise read the hint as a schema.
-    def predict(self, context: Any, model_input,  # noqa: ANN001
-                params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self,
+        context: Any,
+        model_input,  # noqa: ANN001
+        params: dict[str, Any] | None = None,
+    ) -> np.ndarray:
         """``[n, d]`` float32 base embeddings → ``[n, dim]`` adapted, truncated, normalised."""
         dim = self._resolve_dim(params)
         if hasattr(model_input, "to_numpy"):  # a DataFrame (one column per coordinate)
@@ -70,7 +80,9 @@ class MatryoshkaAdaptorModel(PythonModel):
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise MlflowException(
                 f"expected float32 base embeddings of shape [n, {self.dim}], got shape "
-                f"{tuple(x.shape)}", error_code=INVALID_PARAMETER_VALUE)
+                f"{tuple(x.shape)}",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         try:
             return self.adaptor.embed(x, dim).numpy()
         except ValueError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -54,8 +55,9 @@ def metrics_document(evaluation_metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {"metrics": dict(evaluation_metrics)}
 
 
-def ndcg_table(evaluation_metrics: Mapping[str, Any],
-               metric: str = "ndcg_at_10") -> dict[str, dict[int, float]]:
+def ndcg_table(
+    evaluation_metrics: Mapping[str, Any], metric: str = "ndcg_at_10"
+) -> dict[str, dict[int, float]]:
     """``method → m → metric value`` from an evaluation document.
 
     Example:
@@ -63,9 +65,12 @@ def ndcg_table(evaluation_metrics: Mapping[str, Any],
         {'base': {64: 0.5}}
     """
     nested = metrics_document(evaluation_metrics)["metrics"]
-    return {str(method): {int(m): float(values[metric]) for m, values in dims.items()
-                          if metric in values}
-            for method, dims in nested.items()}
+    return {
+        str(method): {
+            int(m): float(values[metric]) for m, values in dims.items() if metric in values
+        }
+        for method, dims in nested.items()
+    }
 
 
 def pick_adaptor_method(methods: list[str], preferred: str | None = None) -> str | None:
@@ -88,9 +93,14 @@ def read_adaptor_document(adaptor_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def build_model_metadata(adaptor_dir: str | Path, evaluation_metrics: Mapping[str, Any],
-                         metadata: Mapping[str, Any], *, method: str | None = None,
-                         metric: str = "ndcg_at_10") -> dict[str, Any]:
+def build_model_metadata(
+    adaptor_dir: str | Path,
+    evaluation_metrics: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    *,
+    method: str | None = None,
+    metric: str = "ndcg_at_10",
+) -> dict[str, Any]:
     """The metadata document stored with the model (and shown in the review report).
 
     Args:
@@ -121,17 +131,19 @@ def build_model_metadata(adaptor_dir: str | Path, evaluation_metrics: Mapping[st
     recommended_dim = _nearest_trained(recommended, trained_dims)
     out = {key: merged.get(key) for key in METADATA_KEYS}
     out["dvc_hashes"] = merged.get("dvc_hashes") or {}
-    out.update({
-        "d": d,
-        "trained_dims": trained_dims,
-        "adaptor_method": adaptor_method,
-        "metric": metric,
-        "ndcg_at_10": table if metric == "ndcg_at_10" else ndcg_table(evaluation),
-        "recommended_dim": recommended_dim,
-        "recommended_dims": evaluation.get("recommended_dim") or {},
-        "base_full_ndcg": evaluation.get("base_full_ndcg"),
-        "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    })
+    out.update(
+        {
+            "d": d,
+            "trained_dims": trained_dims,
+            "adaptor_method": adaptor_method,
+            "metric": metric,
+            "ndcg_at_10": table if metric == "ndcg_at_10" else ndcg_table(evaluation),
+            "recommended_dim": recommended_dim,
+            "recommended_dims": evaluation.get("recommended_dim") or {},
+            "base_full_ndcg": evaluation.get("base_full_ndcg"),
+            "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
     extra = {k: v for k, v in merged.items() if k not in out and k not in ("prefix_dims",)}
     out["extra"] = extra
     return _json_safe(out)
@@ -170,8 +182,9 @@ def pip_requirements() -> list[str]:
 
 
 @contextmanager
-def staged_model_inputs(adaptor_dir: str | Path,
-                        metadata: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def staged_model_inputs(
+    adaptor_dir: str | Path, metadata: Mapping[str, Any]
+) -> Iterator[dict[str, Any]]:
     """Temporary folder with the minimal ``components`` package and ``metadata.json``.
 
     Yields the keyword arguments shared by ``save_model`` and ``log_model``.
@@ -184,23 +197,48 @@ def staged_model_inputs(adaptor_dir: str | Path,
         code.mkdir()
         for module in _SHIPPED_MODULES:
             shutil.copy2(package_root / module, code / module)
+        staged_adaptor = Path(tmp) / ADAPTOR_ARTIFACT  # copied under this name into the model
+        shutil.copytree(adaptor_dir, staged_adaptor)
         metadata_path = Path(tmp) / METADATA_FILE
         metadata_path.write_text(json.dumps(_json_safe(metadata), indent=2, sort_keys=True))
         yield {
             "python_model": str(MODEL_CODE),
-            "artifacts": {ADAPTOR_ARTIFACT: str(adaptor_dir),
-                          METADATA_ARTIFACT: str(metadata_path)},
+            "artifacts": {
+                ADAPTOR_ARTIFACT: str(staged_adaptor),
+                METADATA_ARTIFACT: str(metadata_path),
+            },
             "code_paths": [str(code)],
             "signature": model_signature(int(metadata["d"]), int(metadata["recommended_dim"])),
             "pip_requirements": pip_requirements(),
-            "metadata": {k: _json_safe(metadata.get(k)) for k in (
-                "provider", "base_model", "d", "trained_dims", "recommended_dim",
-                "adaptor_method", "dataset_fingerprint", "git_commit")},
+            "metadata": {
+                k: _json_safe(metadata.get(k))
+                for k in (
+                    "provider",
+                    "base_model",
+                    "d",
+                    "trained_dims",
+                    "recommended_dim",
+                    "adaptor_method",
+                    "dataset_fingerprint",
+                    "git_commit",
+                )
+            },
         }
 
 
-def save_adaptor_model(adaptor_dir: str | Path, path: str | Path,
-                       metadata: Mapping[str, Any]) -> Path:
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide MLflow's advice on type hints and input examples: the signature is explicit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*(type hints|input example|input_example)", category=UserWarning
+        )
+        yield
+
+
+def save_adaptor_model(
+    adaptor_dir: str | Path, path: str | Path, metadata: Mapping[str, Any]
+) -> Path:
     """Write the pyfunc model to a local folder (no tracking server involved).
 
     Example:
@@ -208,13 +246,18 @@ def save_adaptor_model(adaptor_dir: str | Path, path: str | Path,
     """
     import mlflow
 
-    with staged_model_inputs(adaptor_dir, metadata) as kwargs:
+    with staged_model_inputs(adaptor_dir, metadata) as kwargs, _quiet():
         mlflow.pyfunc.save_model(path=str(path), **kwargs)
     return Path(path)
 
 
-def log_adaptor_model(adaptor_dir: str | Path, metadata: Mapping[str, Any], *, run_id: str,
-                      name: str = DEFAULT_ARTIFACT_NAME) -> Any:
+def log_adaptor_model(
+    adaptor_dir: str | Path,
+    metadata: Mapping[str, Any],
+    *,
+    run_id: str,
+    name: str = DEFAULT_ARTIFACT_NAME,
+) -> Any:
     """Log the pyfunc model into run ``run_id`` (which may be finished) and return ModelInfo.
 
     The run is not resumed or re-terminated: the logged model is created in the run's
@@ -226,9 +269,18 @@ def log_adaptor_model(adaptor_dir: str | Path, metadata: Mapping[str, Any], *, r
 
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
-    logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id,
-                                            experiment_id=run.info.experiment_id,
-                                            model_type="matryoshka-adaptor")
-    with staged_model_inputs(adaptor_dir, metadata) as kwargs:
-        return Model.log(artifact_path=None, name=name, flavor=mlflow.pyfunc, run_id=run_id,
-                         model_id=logged.model_id, **kwargs)
+    logged = mlflow.initialize_logged_model(
+        name=name,
+        source_run_id=run_id,
+        experiment_id=run.info.experiment_id,
+        model_type="matryoshka-adaptor",
+    )
+    with staged_model_inputs(adaptor_dir, metadata) as kwargs, _quiet():
+        return Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            model_id=logged.model_id,
+            **kwargs,
+        )

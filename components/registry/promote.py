@@ -80,10 +80,15 @@ class PromotionOutcome:
         return EXIT_REJECTED if self.action == "rejected" else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "model_name": self.model_name, "version": self.version,
-                "champion_before": self.champion_before, "champion_after": self.champion_after,
-                "message": self.message,
-                "decision": self.decision.to_dict() if self.decision else None}
+        return {
+            "action": self.action,
+            "model_name": self.model_name,
+            "version": self.version,
+            "champion_before": self.champion_before,
+            "champion_after": self.champion_after,
+            "message": self.message,
+            "decision": self.decision.to_dict() if self.decision else None,
+        }
 
 
 def _now() -> str:
@@ -95,10 +100,15 @@ def _values(report: Any, method: str, metric: str) -> dict[int, float]:
     return {int(r.dim): float(getattr(r, metric)) for r in rows.itertuples(index=False)}
 
 
-def evaluate_candidates(client: Any, model_name: str, challenger_version: str,
-                        champion_version: str | None, data: EvaluationSet,
-                        config: RegistryConfig, evaluation: Any | None = None,
-                        ) -> tuple[GateDecision, dict[str, dict[int, float]], dict[str, Any]]:
+def evaluate_candidates(
+    client: Any,
+    model_name: str,
+    challenger_version: str,
+    champion_version: str | None,
+    data: EvaluationSet,
+    config: RegistryConfig,
+    evaluation: Any | None = None,
+) -> tuple[GateDecision, dict[str, dict[int, float]], dict[str, Any]]:
     """Re-evaluate challenger, champion and baselines on ``data`` and decide.
 
     Returns:
@@ -107,18 +117,22 @@ def evaluate_candidates(client: Any, model_name: str, challenger_version: str,
     with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
         challenger, meta = load_version_adaptor(client, model_name, challenger_version, tmp)
         if challenger.dim != data.dim:
-            raise ValueError(f"{model_name} v{challenger_version} expects d={challenger.dim} "
-                             f"embeddings but the evaluation set has d={data.dim}")
+            raise ValueError(
+                f"{model_name} v{challenger_version} expects d={challenger.dim} "
+                f"embeddings but the evaluation set has d={data.dim}"
+            )
         adaptors: dict[str, Any] = {"challenger": challenger}
         champion_meta: dict[str, Any] | None = None
         if champion_version is not None:
-            champion, champion_meta = load_version_adaptor(client, model_name, champion_version,
-                                                           tmp)
+            champion, champion_meta = load_version_adaptor(
+                client, model_name, champion_version, tmp
+            )
             if champion.dim != data.dim:
                 raise ValueError(
                     f"champion v{champion_version} expects d={champion.dim} embeddings, the "
                     f"evaluation set has d={data.dim}: a new base model changes what "
-                    "applications send; register it under a new model name")
+                    "applications send; register it under a new model name"
+                )
             adaptors["champion"] = champion
     dims = counted_dims(config, meta.get("trained_dims") or [challenger.dim])
     if champion_meta is not None and config.dims is None:
@@ -126,16 +140,29 @@ def evaluate_candidates(client: Any, model_name: str, challenger_version: str,
     report = compare_on_set(data, adaptors, dims, config.baselines, evaluation)
     metric = config.metric
     table = {name: _values(report, name, metric) for name in dict.fromkeys(report.table["method"])}
-    decision = decide(table["challenger"], {b: table[b] for b in config.baselines}, config,
-                      champion=table.get("champion"), dims=dims,
-                      champion_version=champion_version)
+    decision = decide(
+        table["challenger"],
+        {b: table[b] for b in config.baselines},
+        config,
+        champion=table.get("champion"),
+        dims=dims,
+        champion_version=champion_version,
+    )
+    on_set = report.recommended_dims().get("challenger")
+    meta = {**meta, "recommended_dim_on_set": on_set}
     return decision, table, meta
 
 
-def promote(model_name: str, data: EvaluationSet, config: RegistryConfig, *,
-            version: int | str | None = None, tracking_uri: str | None = None,
-            evaluation: Any | None = None, report_dir: str | Path | None = None,
-            ) -> PromotionOutcome:
+def promote(
+    model_name: str,
+    data: EvaluationSet,
+    config: RegistryConfig,
+    *,
+    version: int | str | None = None,
+    tracking_uri: str | None = None,
+    evaluation: Any | None = None,
+    report_dir: str | Path | None = None,
+) -> PromotionOutcome:
     """Run the promotion gate for ``version`` (default: ``@challenger``).
 
     Args:
@@ -149,125 +176,242 @@ def promote(model_name: str, data: EvaluationSet, config: RegistryConfig, *,
     """
     with registry_session(tracking_uri) as client:
         champion = alias_version(client, model_name, CHAMPION)
-        champion_before = champion.version if champion else None
+        champion_before = str(champion.version) if champion else None
         if config.run_mode == "disabled":
             log.info("promotion gate disabled (registry.run_mode=disabled): nothing done")
-            return PromotionOutcome("disabled", model_name, None, champion_before,
-                                    champion_before, message="registry.run_mode is disabled")
+            return PromotionOutcome(
+                "disabled",
+                model_name,
+                None,
+                champion_before,
+                champion_before,
+                message="registry.run_mode is disabled",
+            )
         if version is None:
             target = alias_version(client, model_name, CHALLENGER)
             if target is None:
-                raise LookupError(f"registered model '{model_name}' has no @{CHALLENGER}: "
-                                  "register a run first (or pass --version)")
+                raise LookupError(
+                    f"registered model '{model_name}' has no @{CHALLENGER}: "
+                    "register a run first (or pass --version)"
+                )
         else:
             target = require_version(client, model_name, version)
         candidate = str(target.version)
         if candidate == champion_before:
             message = f"v{candidate} already is @{CHAMPION}: nothing to gate"
             log.info(message)
-            return PromotionOutcome("noop", model_name, candidate, champion_before,
-                                    champion_before, message=message)
-        decision, table, meta = evaluate_candidates(client, model_name, candidate,
-                                                    champion_before, data, config, evaluation)
+            return PromotionOutcome(
+                "noop", model_name, candidate, champion_before, champion_before, message=message
+            )
+        decision, table, meta = evaluate_candidates(
+            client, model_name, candidate, champion_before, data, config, evaluation
+        )
         report = build_review_report(
-            model_name=model_name, version=candidate, table=table,
-            baselines=list(config.baselines), metadata=meta,
-            champion_version=champion_before, decision=decision, metric=config.metric,
-            source=(f"Re-evaluated on the frozen evaluation set {data.name} "
-                    f"({len(data.corpus_ids)} documents, {len(data.query_ids)} queries, "
-                    f"fingerprint {data.fingerprint}) in run_mode={config.run_mode}."))
+            model_name=model_name,
+            version=candidate,
+            table=table,
+            baselines=list(config.baselines),
+            metadata=meta,
+            champion_version=champion_before,
+            decision=decision,
+            metric=config.metric,
+            source=(
+                f"Re-evaluated on the frozen evaluation set {data.name} "
+                f"({len(data.corpus_ids)} documents, {len(data.query_ids)} queries, "
+                f"fingerprint {data.fingerprint}) in run_mode={config.run_mode}."
+            ),
+        )
         if report_dir is not None:
             report.write(report_dir)
         attach_review_report(client, target, report)
-        _log_decision(client, target, decision, config)
+        _log_decision(client, target, decision, config, table)
         log.info("%s v%s: %s", model_name, candidate, decision.summary())
         if config.run_mode == "dry_run":
-            client.set_model_version_tag(model_name, candidate, DRY_RUN_TAG,
-                                         "passed" if decision.passed else "failed")
-            return PromotionOutcome("dry_run", model_name, candidate, champion_before,
-                                    champion_before, decision, report,
-                                    f"dry run: {decision.summary()}")
+            client.set_model_version_tag(
+                model_name, candidate, DRY_RUN_TAG, "passed" if decision.passed else "failed"
+            )
+            return PromotionOutcome(
+                "dry_run",
+                model_name,
+                candidate,
+                champion_before,
+                champion_before,
+                decision,
+                report,
+                f"dry run: {decision.summary()}",
+            )
         if decision.passed:
             _set_champion(client, model_name, candidate, champion_before, reason="gate passed")
             client.set_model_version_tag(model_name, candidate, VALIDATION_STATUS, PASSED)
-            client.update_model_version(model_name, candidate, description=(
-                f"{decision.summary()} Promoted to @{CHAMPION} at {_now()} "
-                f"(previous champion: {champion_before or 'none'})."))
-            return PromotionOutcome("promoted", model_name, candidate, champion_before,
-                                    candidate, decision, report, decision.summary())
+            client.update_model_version(
+                model_name,
+                candidate,
+                description=(
+                    f"{decision.summary()} Promoted to @{CHAMPION} at {_now()} "
+                    f"(previous champion: {champion_before or 'none'})."
+                ),
+            )
+            return PromotionOutcome(
+                "promoted",
+                model_name,
+                candidate,
+                champion_before,
+                candidate,
+                decision,
+                report,
+                decision.summary(),
+            )
         client.set_model_version_tag(model_name, candidate, VALIDATION_STATUS, FAILED)
         client.update_model_version(model_name, candidate, description=decision.summary())
-        return PromotionOutcome("rejected", model_name, candidate, champion_before,
-                                champion_before, decision, report, decision.summary())
+        return PromotionOutcome(
+            "rejected",
+            model_name,
+            candidate,
+            champion_before,
+            champion_before,
+            decision,
+            report,
+            decision.summary(),
+        )
 
 
-def _log_decision(client: Any, target: Any, decision: GateDecision,
-                  config: RegistryConfig) -> None:
-    """The decision as JSON in the version's run (``review/version-N/gate.json``)."""
+def _log_decision(
+    client: Any,
+    target: Any,
+    decision: GateDecision,
+    config: RegistryConfig,
+    table: dict[str, dict[int, float]],
+) -> None:
+    """The decision as JSON in the version's run (``review/version-N/gate.json``) and the
+    re-evaluated values as metrics ``gate_{method}/{metric}/dim_{m}`` (the pipeline's
+    naming, :func:`components.tracking.naming.metric_key`)."""
     if not target.run_id:
         return
+    from mlflow.entities import Metric
+
+    from components.tracking.naming import metric_key
+
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    metrics = [
+        Metric(metric_key(f"gate_{method}", config.metric, m), value, stamp, 0)
+        for method, values in table.items()
+        for m, value in values.items()
+    ]
+    if metrics:
+        client.log_batch(target.run_id, metrics=metrics)
     payload = {**decision.to_dict(), "run_mode": config.run_mode, "checked_at": _now()}
-    client.log_text(target.run_id, json.dumps(payload, indent=2, sort_keys=True),
-                    f"review/version-{target.version}/gate.json")
+    client.log_text(
+        target.run_id,
+        json.dumps(payload, indent=2, sort_keys=True),
+        f"review/version-{target.version}/gate.json",
+    )
 
 
-def _set_champion(client: Any, model_name: str, version: str, previous: str | None,
-                  reason: str) -> None:
+def _set_champion(
+    client: Any, model_name: str, version: str, previous: str | None, reason: str
+) -> None:
     client.set_registered_model_alias(model_name, CHAMPION, version)
     client.set_model_version_tag(model_name, version, PREVIOUS_CHAMPION, previous or "none")
     client.set_model_version_tag(model_name, version, PROMOTED_AT, _now())
     client.set_model_version_tag(model_name, version, "promotion_reason", reason)
-    log.info("%s: @%s moved %s → v%s (%s)", model_name, CHAMPION,
-             f"v{previous}" if previous else "none", version, reason)
+    log.info(
+        "%s: @%s moved %s → v%s (%s)",
+        model_name,
+        CHAMPION,
+        f"v{previous}" if previous else "none",
+        version,
+        reason,
+    )
 
 
-def rollback(model_name: str, version: int | str, *, tracking_uri: str | None = None,
-             force: bool = False) -> PromotionOutcome:
+def rollback(
+    model_name: str, version: int | str, *, tracking_uri: str | None = None, force: bool = False
+) -> PromotionOutcome:
     """Move ``@champion`` back to ``version`` (which gets ``previous_champion`` and
     ``promoted_at`` tags). A version the gate marked ``failed`` needs ``force=True``."""
     with registry_session(tracking_uri) as client:
         target = require_version(client, model_name, version)
         champion = alias_version(client, model_name, CHAMPION)
-        before = champion.version if champion else None
+        before = str(champion.version) if champion else None
         target_version = str(target.version)
         if target_version == before:
-            return PromotionOutcome("noop", model_name, target_version, before, before,
-                                    message=f"v{target_version} already is @{CHAMPION}")
+            return PromotionOutcome(
+                "noop",
+                model_name,
+                target_version,
+                before,
+                before,
+                message=f"v{target_version} already is @{CHAMPION}",
+            )
         if target.tags.get(VALIDATION_STATUS) == FAILED and not force:
-            raise ValueError(f"{model_name} v{target_version} failed the promotion gate "
-                             f"({target.description}); pass force=True (--force) to serve "
-                             "it anyway")
-        _set_champion(client, model_name, target_version, before,
-                      reason=f"rollback from v{before}" if before else "rollback")
+            raise ValueError(
+                f"{model_name} v{target_version} failed the promotion gate "
+                f"({target.description}); pass force=True (--force) to serve "
+                "it anyway"
+            )
+        _set_champion(
+            client,
+            model_name,
+            target_version,
+            before,
+            reason=f"rollback from v{before}" if before else "rollback",
+        )
         if before is not None:
             client.set_model_version_tag(model_name, before, "rolled_back_at", _now())
-        return PromotionOutcome("rolled_back", model_name, target_version, before,
-                                target_version,
-                                message=f"@{CHAMPION}: v{before} → v{target_version}")
+        return PromotionOutcome(
+            "rolled_back",
+            model_name,
+            target_version,
+            before,
+            target_version,
+            message=f"@{CHAMPION}: v{before} → v{target_version}",
+        )
 
 
-def review_version(model_name: str, version: int | str, data: EvaluationSet,
-                   config: RegistryConfig, *, tracking_uri: str | None = None,
-                   evaluation: Any | None = None, out_dir: str | Path | None = None,
-                   attach: bool = True) -> ReviewReport:
+def review_version(
+    model_name: str,
+    version: int | str,
+    data: EvaluationSet,
+    config: RegistryConfig,
+    *,
+    tracking_uri: str | None = None,
+    evaluation: Any | None = None,
+    out_dir: str | Path | None = None,
+    attach: bool = True,
+) -> ReviewReport:
     """Re-evaluate ``version`` against ``@champion`` and the baselines on ``data`` and write
     its review report (attached to the version unless ``attach=False``). The report shows
     what the gate would decide; nothing else changes."""
     with registry_session(tracking_uri) as client:
         target = require_version(client, model_name, version)
         champion = alias_version(client, model_name, CHAMPION)
-        champion_version = (champion.version if champion and champion.version
-                            != str(target.version) else None)
-        decision, table, meta = evaluate_candidates(client, model_name, str(target.version),
-                                                    champion_version, data, config, evaluation)
-        role = (f"v{target.version} is the current @{CHAMPION}" if champion_version is None
-                and champion is not None else "what the promotion gate would decide")
+        champion_version = (
+            str(champion.version)
+            if champion and str(champion.version) != str(target.version)
+            else None
+        )
+        decision, table, meta = evaluate_candidates(
+            client, model_name, str(target.version), champion_version, data, config, evaluation
+        )
+        role = (
+            f"v{target.version} is the current @{CHAMPION}"
+            if champion_version is None and champion is not None
+            else "what the promotion gate would decide"
+        )
         report = build_review_report(
-            model_name=model_name, version=target.version, table=table,
-            baselines=list(config.baselines), metadata=meta,
-            champion_version=champion_version, decision=decision, metric=config.metric,
-            source=(f"Re-evaluated on {data.name} ({len(data.query_ids)} queries, fingerprint "
-                    f"{data.fingerprint}); gate column: {role}."))
+            model_name=model_name,
+            version=target.version,
+            table=table,
+            baselines=list(config.baselines),
+            metadata=meta,
+            champion_version=champion_version,
+            decision=decision,
+            metric=config.metric,
+            source=(
+                f"Re-evaluated on {data.name} ({len(data.query_ids)} queries, fingerprint "
+                f"{data.fingerprint}); gate column: {role}."
+            ),
+        )
         if out_dir is not None:
             report.write(out_dir)
         if attach:

@@ -40,8 +40,15 @@ _MAX_TAG = 5000
 def version_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     """Model-version tags: ``validation_status=pending`` plus searchable provenance."""
     tags = {VALIDATION_STATUS: PENDING}
-    for key in ("provider", "base_model", "d", "recommended_dim", "adaptor_method",
-                "dataset_fingerprint", "git_commit"):
+    for key in (
+        "provider",
+        "base_model",
+        "d",
+        "recommended_dim",
+        "adaptor_method",
+        "dataset_fingerprint",
+        "git_commit",
+    ):
         if metadata.get(key) is not None:
             tags[key] = str(metadata[key])[:_MAX_TAG]
     tags["trained_dims"] = ",".join(str(m) for m in metadata.get("trained_dims") or [])
@@ -59,10 +66,13 @@ def ensure_registered_model(client: Any, model_name: str) -> None:
     except MlflowException:
         try:
             client.create_registered_model(
-                model_name, description=(
+                model_name,
+                description=(
                     "Matryoshka-Adaptor over frozen embeddings. Aliases: `challenger` = newest "
                     "registered version, `champion` = what applications load. Each version "
-                    "carries a review report (review/report.html). See docs/registry.md."))
+                    "carries a review report (review/report.html). See docs/registry.md."
+                ),
+            )
         except MlflowException:
             client.get_registered_model(model_name)  # created concurrently
 
@@ -74,7 +84,7 @@ def logged_model_id(model_version: Any) -> str | None:
         return str(model_id)
     source = str(getattr(model_version, "source", "") or "")
     if source.startswith("models:/m-"):
-        return source[len("models:/"):].split("/")[0]
+        return source[len("models:/") :].split("/")[0]
     return None
 
 
@@ -94,24 +104,30 @@ def attach_review_report(client: Any, model_version: Any, report: Any) -> str:
     return value
 
 
-def _champion_logged_numbers(client: Any, model_name: str, tmp: str,
-                             exclude: str) -> tuple[str | None, dict[int, float] | None]:
+def _champion_logged_numbers(
+    client: Any, model_name: str, tmp: str, exclude: str
+) -> tuple[str | None, dict[int, float] | None]:
     champion = alias_version(client, model_name, CHAMPION)
-    if champion is None or champion.version == exclude:
+    if champion is None or str(champion.version) == str(exclude):
         return None, None
     try:
         meta = version_metadata(client, model_name, champion.version, tmp)
         values = (meta.get("ndcg_at_10") or {}).get(meta.get("adaptor_method") or "", {})
-        return champion.version, {int(m): float(v) for m, v in values.items()}
+        return str(champion.version), {int(m): float(v) for m, v in values.items()}
     except Exception as exc:  # the report still helps without the champion column
-        log.warning("champion v%s: no logged metrics for the report (%s)", champion.version,
-                    exc)
-        return champion.version, None
+        log.warning("champion v%s: no logged metrics for the report (%s)", champion.version, exc)
+        return str(champion.version), None
 
 
-def register_run_model(run_id: str, adaptor_dir: Path, evaluation_metrics: dict,
-                       metadata: dict, *, model_name: str,
-                       tracking_uri: str | None = None) -> Any:
+def register_run_model(
+    run_id: str,
+    adaptor_dir: Path,
+    evaluation_metrics: dict,
+    metadata: dict,
+    *,
+    model_name: str,
+    tracking_uri: str | None = None,
+) -> Any:
     """Log the adaptor pyfunc into ``run_id`` and register it as the new ``@challenger``.
 
     Args:
@@ -137,19 +153,34 @@ def register_run_model(run_id: str, adaptor_dir: Path, evaluation_metrics: dict,
         info = log_adaptor_model(adaptor_dir, meta, run_id=run_id)
         ensure_registered_model(client, model_name)
         model_version = client.create_model_version(
-            model_name, source=info.model_uri, run_id=run_id, tags=version_tags(meta),
+            model_name,
+            source=info.model_uri,
+            run_id=run_id,
+            tags=version_tags(meta),
             model_id=info.model_id,
-            description=(f"Registered from run {run_id}: awaiting the promotion gate "
-                         f"(recommended dim {meta['recommended_dim']} of d={meta['d']})."))
+            description=(
+                f"Registered from run {run_id}: awaiting the promotion gate "
+                f"(recommended dim {meta['recommended_dim']} of d={meta['d']})."
+            ),
+        )
         client.set_registered_model_alias(model_name, CHALLENGER, model_version.version)
-        log.info("registered %s v%s (@%s, validation_status=pending)", model_name,
-                 model_version.version, CHALLENGER)
+        log.info(
+            "registered %s v%s (@%s, validation_status=pending)",
+            model_name,
+            model_version.version,
+            CHALLENGER,
+        )
         with tempfile.TemporaryDirectory(prefix="champion-meta-") as tmp:
             champion_version, champion_values = _champion_logged_numbers(
-                client, model_name, tmp, model_version.version)
-        table = {method: values for method, values in
-                 ((m, {int(k): float(v) for k, v in vals.items()})
-                  for m, vals in meta["ndcg_at_10"].items())}
+                client, model_name, tmp, model_version.version
+            )
+        table = {
+            method: values
+            for method, values in (
+                (m, {int(k): float(v) for k, v in vals.items()})
+                for m, vals in meta["ndcg_at_10"].items()
+            )
+        }
         challenger = table.pop(meta["adaptor_method"], {}) if meta["adaptor_method"] else {}
         report_table = {"challenger": challenger}
         if champion_values:
@@ -157,12 +188,16 @@ def register_run_model(run_id: str, adaptor_dir: Path, evaluation_metrics: dict,
         baselines = [b for b in DEFAULT_BASELINES if b in table]
         report_table.update({b: table[b] for b in baselines})
         report = build_review_report(
-            model_name=model_name, version=model_version.version, table=report_table,
-            baselines=baselines, metadata=meta,
+            model_name=model_name,
+            version=model_version.version,
+            table=report_table,
+            baselines=baselines,
+            metadata=meta,
             champion_version=champion_version if champion_values else None,
-            source=("Numbers from this run's evaluation; the champion's as logged by its own "
-                    "run. The promotion gate re-evaluates all of them on one frozen set."))
+            source=(
+                "Numbers from this run's evaluation; the champion's as logged by its own "
+                "run. The promotion gate re-evaluates all of them on one frozen set."
+            ),
+        )
         attach_review_report(client, model_version, report)
         return client.get_model_version(model_name, model_version.version)
-
-

@@ -53,16 +53,23 @@ class ReviewReport:
         """``report.md``, ``report.html``, ``ndcg_vs_dim.png`` into ``directory``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"markdown": out / "report.md", "html": out / "report.html",
-                 "plot": out / "ndcg_vs_dim.png"}
+        paths = {
+            "markdown": out / "report.md",
+            "html": out / "report.html",
+            "plot": out / "ndcg_vs_dim.png",
+        }
         paths["markdown"].write_text(self.markdown, encoding="utf-8")
         paths["html"].write_text(self.html, encoding="utf-8")
         paths["plot"].write_bytes(self.png)
         return paths
 
 
-def _plot(table: Mapping[str, Mapping[int, float]], dims: Sequence[int], metric: str,
-          recommended_dim: int | None) -> bytes:
+def _plot(
+    table: Mapping[str, Mapping[int, float]],
+    dims: Sequence[int],
+    metric: str,
+    recommended_dim: int | None,
+) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,8 +81,13 @@ def _plot(table: Mapping[str, Mapping[int, float]], dims: Sequence[int], metric:
         style = "-" if method in ("challenger", "champion") else "--"
         ax.plot(xs, [values[m] for m in xs], style, marker="o", label=method)
     if recommended_dim:
-        ax.axvline(recommended_dim, color="grey", alpha=0.4, linestyle=":",
-                   label=f"recommended m={recommended_dim}")
+        ax.axvline(
+            recommended_dim,
+            color="grey",
+            alpha=0.4,
+            linestyle=":",
+            label=f"recommended m={recommended_dim}",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(dims))
     ax.set_xticklabels([str(m) for m in dims])
@@ -96,12 +108,18 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def build_review_report(*, model_name: str, version: str | int,
-                        table: Mapping[str, Mapping[int, float]],
-                        baselines: Sequence[str], metadata: Mapping[str, Any],
-                        champion_version: str | int | None = None,
-                        decision: GateDecision | None = None, metric: str = "ndcg_at_10",
-                        source: str = "") -> ReviewReport:
+def build_review_report(
+    *,
+    model_name: str,
+    version: str | int,
+    table: Mapping[str, Mapping[int, float]],
+    baselines: Sequence[str],
+    metadata: Mapping[str, Any],
+    champion_version: str | int | None = None,
+    decision: GateDecision | None = None,
+    metric: str = "ndcg_at_10",
+    source: str = "",
+) -> ReviewReport:
     """Render the report.
 
     Args:
@@ -135,8 +153,10 @@ def build_review_report(*, model_name: str, version: str | int,
         row = [f"**{m}**" if m == recommended else str(m), _fmt(value)]
         if champion is not None:
             other = champion.get(m)
-            row += [_fmt(other), _fmt(None if value is None or other is None
-                                      else value - other, True)]
+            row += [
+                _fmt(other),
+                _fmt(None if value is None or other is None else value - other, True),
+            ]
         row += [_fmt(table[b].get(m)) for b in present_baselines]
         row.append(_fmt(None if value is None or best is None else value - best, True))
         row.append(format_bytes(storage_per_million(m)))
@@ -149,36 +169,78 @@ def build_review_report(*, model_name: str, version: str | int,
         ("registered model", f"{model_name} v{version}"),
         ("provider / base model", f"{metadata.get('provider')} / {metadata.get('base_model')}"),
         ("d (input dimension)", str(d)),
-        ("trained sizes (allowed `dim`)", ", ".join(map(str, metadata.get("trained_dims")
-                                                         or []))),
-        ("recommended dimension", f"{recommended}" + (
-            f" ({format_bytes(storage_per_million(recommended))} per million vectors vs "
-            f"{format_bytes(storage_per_million(d))} at d={d})" if recommended and d else "")),
+        ("trained sizes (allowed `dim`)", ", ".join(map(str, metadata.get("trained_dims") or []))),
+        (
+            "recommended dimension",
+            f"{recommended}"
+            + (
+                f" ({format_bytes(storage_per_million(recommended))} per million vectors vs "
+                f"{format_bytes(storage_per_million(d))} at d={d})"
+                if recommended and d
+                else ""
+            ),
+        ),
         ("dataset fingerprint", str(metadata.get("dataset_fingerprint"))),
         ("git commit", str(metadata.get("git_commit"))),
-        ("DVC hashes", ", ".join(f"{k}: {v}" for k, v in
-                                 (metadata.get("dvc_hashes") or {}).items()) or "–"),
+        (
+            "DVC hashes",
+            ", ".join(f"{k}: {v}" for k, v in (metadata.get("dvc_hashes") or {}).items()) or "–",
+        ),
     ]
-    verdict = decision.summary() if decision else ("Not yet gated: run `matryoshka promote` "
-                                                   "(or the promotion deployment).")
+    if "recommended_dim_on_set" in metadata:
+        on_set = (
+            "smallest m reaching the target share of base full-d nDCG on this set",
+            str(metadata["recommended_dim_on_set"]),
+        )
+        facts.insert(5, on_set)
+    verdict = (
+        decision.summary()
+        if decision
+        else ("Not yet gated: run `matryoshka promote` (or the promotion deployment).")
+    )
     md = [f"# {title}", "", f"**Gate:** {verdict}", ""]
     if source:
         md += [source, ""]
     md += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts] + [""]
-    md += [f"## {metric.replace('_at_', '@')} per dimension", "",
-           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += [
+        f"## {metric.replace('_at_', '@')} per dimension",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     md += ["| " + " | ".join(row) + " |" for row in rows]
-    md += ["", "Bold m: the recommended dimension. Storage: float32, m × 4 bytes × 10⁶.", "",
-           "![nDCG@10 versus m](ndcg_vs_dim.png)", ""]
+    md += [
+        "",
+        "Bold m: the recommended dimension. Storage: float32, m × 4 bytes × 10⁶.",
+        "",
+        "![nDCG@10 versus m](ndcg_vs_dim.png)",
+        "",
+    ]
     png = _plot(table, dims, metric, recommended)
     markdown = "\n".join(md)
-    html_page = _html(title, verdict, source, facts, header, rows, png,
-                      decision is not None and not decision.passed)
+    html_page = _html(
+        title,
+        verdict,
+        source,
+        facts,
+        header,
+        rows,
+        png,
+        decision is not None and not decision.passed,
+    )
     return ReviewReport(title=title, markdown=markdown, html=html_page, png=png)
 
 
-def _html(title: str, verdict: str, source: str, facts: list[tuple[str, str]],
-          header: list[str], rows: list[list[str]], png: bytes, failed: bool) -> str:
+def _html(
+    title: str,
+    verdict: str,
+    source: str,
+    facts: list[tuple[str, str]],
+    header: list[str],
+    rows: list[list[str]],
+    png: bytes,
+    failed: bool,
+) -> str:
     esc = html.escape
 
     def cell(text: str) -> str:

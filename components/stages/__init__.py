@@ -51,8 +51,13 @@ from components.stages.validate import run_validate
 STAGE_NAMES: tuple[str, ...] = ("validate", "embed", "pretrain", "finetune", "evaluate")
 
 
-def run_stage(name: str, params: PipelineParams, *, dataset_dir: str | Path | None = None,
-              layout: RunLayout | None = None) -> Any:
+def run_stage(
+    name: str,
+    params: PipelineParams,
+    *,
+    dataset_dir: str | Path | None = None,
+    layout: RunLayout | None = None,
+) -> Any:
     """Run stage ``name`` with the default output layout (``runs/<stage>``).
 
     Args:
@@ -73,11 +78,11 @@ def run_stage(name: str, params: PipelineParams, *, dataset_dir: str | Path | No
     if name == "pretrain":
         return run_pretrain(layout.embeddings, params, layout.pretrain)
     if name == "finetune":
-        return run_finetune(dataset, layout.embeddings, layout.pretrain, params,
-                            layout.finetune)
+        return run_finetune(dataset, layout.embeddings, layout.pretrain, params, layout.finetune)
     if name == "evaluate":
-        return run_evaluate(dataset, layout.embeddings, layout.pretrain, layout.finetune,
-                            params, layout.evaluation)
+        return run_evaluate(
+            dataset, layout.embeddings, layout.pretrain, layout.finetune, params, layout.evaluation
+        )
     raise ParamsError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
 
 

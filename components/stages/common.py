@@ -107,8 +107,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ValueError(f"expected KEY=VALUE with a dotted key, e.g. "
-                         f"method.train.seed=1; got {text!r}")
+        raise ValueError(
+            f"expected KEY=VALUE with a dotted key, e.g. method.train.seed=1; got {text!r}"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
@@ -118,9 +119,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_stage_params(path: str | Path | None = DEFAULT_PARAMS,
-                      overrides: Mapping[str, Any] | None = None, *,
-                      missing_ok: bool = False) -> PipelineParams:
+def load_stage_params(
+    path: str | Path | None = DEFAULT_PARAMS,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    missing_ok: bool = False,
+) -> PipelineParams:
     """Read params.yaml, apply dotted overrides and validate into :class:`PipelineParams`.
 
     Args:
@@ -254,8 +258,10 @@ def write_json(path: Path, payload: Any) -> None:
     """Write strict JSON (NaN/inf as null) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=2, ensure_ascii=False, allow_nan=False)
-                   + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(_clean(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
     os.replace(tmp, path)
 
 

@@ -75,8 +75,9 @@ def declared_dimension(config: EmbeddingConfig) -> int | None:
     return int(size) if size else None
 
 
-def run_embed(dataset_dir: str | Path, params: PipelineParams,
-              out_dir: str | Path = Path("runs/embeddings")) -> EmbeddingArtifacts:
+def run_embed(
+    dataset_dir: str | Path, params: PipelineParams, out_dir: str | Path = Path("runs/embeddings")
+) -> EmbeddingArtifacts:
     """Embed a dataset and validate the matrices; ``out_dir`` is replaced atomically.
 
     Args:
@@ -114,8 +115,14 @@ def run_embed(dataset_dir: str | Path, params: PipelineParams,
         artifacts = embed_dataset(dataset, config, staging)
         d = expected if expected is not None else int(artifacts.corpus.shape[1])
         report = validate_embeddings(
-            artifacts.corpus_ids, artifacts.corpus, artifacts.query_ids, artifacts.queries,
-            d, thresholds, staging / VALIDATION_DIR, normalized=config.normalize,
+            artifacts.corpus_ids,
+            artifacts.corpus,
+            artifacts.query_ids,
+            artifacts.queries,
+            d,
+            thresholds,
+            staging / VALIDATION_DIR,
+            normalized=config.normalize,
             corpus_source=(out / "corpus.npy").as_posix(),
             query_source=(out / "queries.npy").as_posix(),
         )
@@ -123,8 +130,20 @@ def run_embed(dataset_dir: str | Path, params: PipelineParams,
             # Keep the GX artifacts for inspection, outside anything that looks finished.
             os.replace(staging / VALIDATION_DIR, failed)
             raise DataValidationError(dataclasses.replace(report, artifacts_dir=failed))
-    log.info("embeddings: corpus %s, queries %s (%s %s, d=%d) -> %s", artifacts.corpus.shape,
-             artifacts.queries.shape, artifacts.meta.get("provider"),
-             artifacts.meta.get("model"), d, out)
-    return EmbeddingArtifacts(out, artifacts.corpus_ids, artifacts.corpus, artifacts.query_ids,
-                              artifacts.queries, artifacts.meta)
+    log.info(
+        "embeddings: corpus %s, queries %s (%s %s, d=%d) -> %s",
+        artifacts.corpus.shape,
+        artifacts.queries.shape,
+        artifacts.meta.get("provider"),
+        artifacts.meta.get("model"),
+        d,
+        out,
+    )
+    return EmbeddingArtifacts(
+        out,
+        artifacts.corpus_ids,
+        artifacts.corpus,
+        artifacts.query_ids,
+        artifacts.queries,
+        artifacts.meta,
+    )

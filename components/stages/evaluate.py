@@ -54,10 +54,14 @@ class EvaluationOutput:
     table: str
 
 
-def run_evaluate(dataset_dir: str | Path, embeddings_dir: str | Path,
-                 pretrain_dir: str | Path, finetune_dir: str | Path | None,
-                 params: PipelineParams,
-                 out_dir: str | Path = Path("runs/evaluation")) -> EvaluationOutput:
+def run_evaluate(
+    dataset_dir: str | Path,
+    embeddings_dir: str | Path,
+    pretrain_dir: str | Path,
+    finetune_dir: str | Path | None,
+    params: PipelineParams,
+    out_dir: str | Path = Path("runs/evaluation"),
+) -> EvaluationOutput:
     """Evaluate base, PCA, SVD rotation and the adaptors on ``qrels/<dataset.test_split>``.
 
     Args:
@@ -88,8 +92,10 @@ def run_evaluate(dataset_dir: str | Path, embeddings_dir: str | Path,
         check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
         labels = dataset.qrels.get(split)
         if labels is None or labels.empty:
-            raise StageError(f"{Path(dataset_dir) / 'qrels' / f'{split}.tsv'}: no test labels "
-                             f"(dataset.test_split={split!r}); evaluation needs them")
+            raise StageError(
+                f"{Path(dataset_dir) / 'qrels' / f'{split}.tsv'}: no test labels "
+                f"(dataset.test_split={split!r}); evaluation needs them"
+            )
         d = artifacts.dimensions
         corpus = torch.from_numpy(artifacts.corpus)
         methods: dict[str, Any] = {
@@ -102,12 +108,19 @@ def run_evaluate(dataset_dir: str | Path, embeddings_dir: str | Path,
             raise StageError(f"{pretrained}: no pretrained adaptor; run the pretrain stage first")
         methods["adaptor_unsupervised"], _ = load_adaptor(pretrained, expected_dim=d)
         if finetune_dir is not None and not finetune_skipped(finetune_dir):
-            methods["adaptor_supervised"], _ = load_adaptor(Path(finetune_dir) / ADAPTOR_DIR,
-                                                            expected_dim=d)
+            methods["adaptor_supervised"], _ = load_adaptor(
+                Path(finetune_dir) / ADAPTOR_DIR, expected_dim=d
+            )
         try:
-            report = evaluate_methods(methods, corpus, artifacts.corpus_ids,
-                                      torch.from_numpy(artifacts.queries), artifacts.query_ids,
-                                      labels, params.evaluation)
+            report = evaluate_methods(
+                methods,
+                corpus,
+                artifacts.corpus_ids,
+                torch.from_numpy(artifacts.queries),
+                artifacts.query_ids,
+                labels,
+                params.evaluation,
+            )
         except ValueError as exc:
             raise StageError(f"evaluate: {exc}") from None
         report.write(staging)
@@ -121,9 +134,15 @@ def run_evaluate(dataset_dir: str | Path, embeddings_dir: str | Path,
 
 
 def _provenance(meta: dict[str, Any], split: str, methods: list[str]) -> dict[str, Any]:
-    return {"dataset": meta.get("dataset"), "dataset_fingerprint": meta.get("dataset_fingerprint"),
-            "provider": meta.get("provider"), "model": meta.get("model"),
-            "dimensions": meta.get("dimensions"), "test_split": split, "methods": methods}
+    return {
+        "dataset": meta.get("dataset"),
+        "dataset_fingerprint": meta.get("dataset_fingerprint"),
+        "provider": meta.get("provider"),
+        "model": meta.get("model"),
+        "dimensions": meta.get("dimensions"),
+        "test_split": split,
+        "methods": methods,
+    }
 
 
 def write_wide_csv(report: EvaluationReport, path: Path) -> None:
@@ -152,8 +171,7 @@ def format_results(metrics: dict[str, Any]) -> str:
     if not table:
         return "no metrics"
     key = _ndcg_key(metrics)
-    methods = [m for m in METHOD_ORDER if m in table] + [m for m in table
-                                                          if m not in METHOD_ORDER]
+    methods = [m for m in METHOD_ORDER if m in table] + [m for m in table if m not in METHOD_ORDER]
     dims = sorted({int(m) for by_dim in table.values() for m in by_dim})
     width = max(len(m) for m in methods) + 2
     title = key.replace("ndcg", "nDCG").replace("_at_", "@")
@@ -162,8 +180,10 @@ def format_results(metrics: dict[str, Any]) -> str:
         where += f", {metrics['test_split']} split"
     if metrics.get("queries") is not None:
         where += f", {metrics['queries']} queries"
-    lines = [f"{title} by dimensions kept (m) [{where}]",
-             "method".ljust(width) + "".join(f"{m:>8}" for m in dims)]
+    lines = [
+        f"{title} by dimensions kept (m) [{where}]",
+        "method".ljust(width) + "".join(f"{m:>8}" for m in dims),
+    ]
     for method in methods:
         cells = []
         for m in dims:
@@ -192,8 +212,7 @@ def format_results(metrics: dict[str, Any]) -> str:
 def best_recommendation(metrics: dict[str, Any]) -> tuple[str, int] | None:
     """The method reaching the target with the fewest dimensions (ties: the later, trained
     method in :data:`METHOD_ORDER`, i.e. the adaptor over the baselines)."""
-    recommended = {k: v for k, v in (metrics.get("recommended_dim") or {}).items()
-                   if v is not None}
+    recommended = {k: v for k, v in (metrics.get("recommended_dim") or {}).items() if v is not None}
     if not recommended:
         return None
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -209,5 +228,11 @@ def load_results(evaluation_dir: str | Path = Path("runs/evaluation")) -> dict[s
     return payload
 
 
-__all__ = ["EvaluationOutput", "best_recommendation", "format_results", "load_results",
-           "run_evaluate", "write_wide_csv"]
+__all__ = [
+    "EvaluationOutput",
+    "best_recommendation",
+    "format_results",
+    "load_results",
+    "run_evaluate",
+    "write_wide_csv",
+]

@@ -35,20 +35,29 @@ log = logging.getLogger("components.stages.finetune")
 SKIP_MESSAGE = "supervised stage skipped: dataset has no training labels (qrels/{split}.tsv)"
 
 
-def check_fingerprint(dataset_fingerprint: str, meta: dict[str, Any],
-                      embeddings_dir: str | Path, dataset_dir: str | Path) -> None:
+def check_fingerprint(
+    dataset_fingerprint: str,
+    meta: dict[str, Any],
+    embeddings_dir: str | Path,
+    dataset_dir: str | Path,
+) -> None:
     """Refuse embeddings made from other data than ``dataset_dir`` holds now."""
     recorded = meta.get("dataset_fingerprint")
     if recorded is not None and recorded != dataset_fingerprint:
         raise StageError(
             f"{Path(embeddings_dir) / 'meta.json'}: the embeddings were made from different "
             f"data than {dataset_dir} holds now (dataset fingerprint {recorded[:12]} != "
-            f"{dataset_fingerprint[:12]}); re-run the embed stage")
+            f"{dataset_fingerprint[:12]}); re-run the embed stage"
+        )
 
 
-def run_finetune(dataset_dir: str | Path, embeddings_dir: str | Path,
-                 pretrain_dir: str | Path, params: PipelineParams,
-                 out_dir: str | Path = Path("runs/finetune")) -> TrainingOutput:
+def run_finetune(
+    dataset_dir: str | Path,
+    embeddings_dir: str | Path,
+    pretrain_dir: str | Path,
+    params: PipelineParams,
+    out_dir: str | Path = Path("runs/finetune"),
+) -> TrainingOutput:
     """Stage 2: continue from the pretrained adaptor with the training labels.
 
     Uses ``qrels/<dataset.train_split>.tsv`` only (never the test split). Without it, or
@@ -73,31 +82,48 @@ def run_finetune(dataset_dir: str | Path, embeddings_dir: str | Path,
         if labels is None or labels.empty:
             message = SKIP_MESSAGE.format(split=split)
             log.warning(message)
-            write_json(staging / HISTORY_FILE, {"stage": "finetune", "skipped": True,
-                                                "reason": message, "train_split": split})
+            write_json(
+                staging / HISTORY_FILE,
+                {"stage": "finetune", "skipped": True, "reason": message, "train_split": split},
+            )
             skipped = True
         else:
             skipped = False
             adaptor_path = Path(pretrain_dir) / ADAPTOR_DIR
             if not (adaptor_path / "adaptor.json").is_file():
-                raise StageError(f"{adaptor_path}: no pretrained adaptor; run the pretrain "
-                                 "stage first")
+                raise StageError(
+                    f"{adaptor_path}: no pretrained adaptor; run the pretrain stage first"
+                )
             start, _ = load_adaptor(adaptor_path, expected_dim=artifacts.dimensions)
             try:
                 adaptor, result = train_supervised(
-                    artifacts.corpus, artifacts.corpus_ids, artifacts.queries,
-                    artifacts.query_ids, labels, params.method, start)
+                    artifacts.corpus,
+                    artifacts.corpus_ids,
+                    artifacts.queries,
+                    artifacts.query_ids,
+                    labels,
+                    params.method,
+                    start,
+                )
             except ValueError as exc:
                 raise StageError(f"finetune: {exc}") from None
-            metadata = adaptor_metadata(artifacts.meta, params.method, artifacts.dimensions,
-                                        "finetune", result)
+            metadata = adaptor_metadata(
+                artifacts.meta, params.method, artifacts.dimensions, "finetune", result
+            )
             metadata["train_split"] = split
             save_adaptor(adaptor, staging / ADAPTOR_DIR, metadata)
             write_json(staging / HISTORY_FILE, history_payload("finetune", result, metadata))
     if skipped:
         return TrainingOutput(out, out / HISTORY_FILE, None, None, {})
-    log.info("finetune: best %s=%.4f at step %d of %d (%.1fs) -> %s", result.score_name,
-             result.best_score, result.best_iteration, result.iterations, result.seconds, out)
+    log.info(
+        "finetune: best %s=%.4f at step %d of %d (%.1fs) -> %s",
+        result.score_name,
+        result.best_score,
+        result.best_iteration,
+        result.iterations,
+        result.seconds,
+        out,
+    )
     return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)
 
 

@@ -62,8 +62,9 @@ def load_stage_embeddings(embeddings_dir: str | Path) -> EmbeddingArtifacts:
         raise StageError(f"{exc} (run the embed stage first)") from None
 
 
-def adaptor_metadata(meta: dict[str, Any], method: MethodConfig, dim: int, stage: str,
-                     result: StageResult) -> dict[str, Any]:
+def adaptor_metadata(
+    meta: dict[str, Any], method: MethodConfig, dim: int, stage: str, result: StageResult
+) -> dict[str, Any]:
     """The provenance saved next to an adaptor's weights.
 
     Provider, base model, d, the trained prefix sizes, the dataset and its fingerprint, the
@@ -90,13 +91,19 @@ def adaptor_metadata(meta: dict[str, Any], method: MethodConfig, dim: int, stage
 
 
 def history_payload(stage: str, result: StageResult, metadata: dict[str, Any]) -> dict[str, Any]:
-    return {"stage": stage, "skipped": False, "summary": result.summary(),
-            "history": result.history, "evaluations": result.evaluations,
-            "metadata": metadata}
+    return {
+        "stage": stage,
+        "skipped": False,
+        "summary": result.summary(),
+        "history": result.history,
+        "evaluations": result.evaluations,
+        "metadata": metadata,
+    }
 
 
-def run_pretrain(embeddings_dir: str | Path, params: PipelineParams,
-                 out_dir: str | Path = Path("runs/pretrain")) -> TrainingOutput:
+def run_pretrain(
+    embeddings_dir: str | Path, params: PipelineParams, out_dir: str | Path = Path("runs/pretrain")
+) -> TrainingOutput:
     """Stage 1: train the adaptor on corpus embeddings alone (no labels).
 
     Args:
@@ -118,10 +125,18 @@ def run_pretrain(embeddings_dir: str | Path, params: PipelineParams,
             adaptor, result = train_unsupervised(artifacts.corpus, params.method)
         except ValueError as exc:
             raise StageError(f"pretrain: {exc}") from None
-        metadata = adaptor_metadata(artifacts.meta, params.method, artifacts.dimensions,
-                                    "pretrain", result)
+        metadata = adaptor_metadata(
+            artifacts.meta, params.method, artifacts.dimensions, "pretrain", result
+        )
         save_adaptor(adaptor, staging / ADAPTOR_DIR, metadata)
         write_json(staging / HISTORY_FILE, history_payload("pretrain", result, metadata))
-    log.info("pretrain: best %s=%.4f at step %d of %d (%.1fs) -> %s", result.score_name,
-             result.best_score, result.best_iteration, result.iterations, result.seconds, out)
+    log.info(
+        "pretrain: best %s=%.4f at step %d of %d (%.1fs) -> %s",
+        result.score_name,
+        result.best_score,
+        result.best_iteration,
+        result.iterations,
+        result.seconds,
+        out,
+    )
     return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)

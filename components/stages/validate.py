@@ -25,9 +25,13 @@ log = logging.getLogger("components.stages.validate")
 PASSED_FILE = "passed.json"
 
 
-def run_validate(dataset_dir: str | Path, params: PipelineParams,
-                 out_dir: str | Path = Path("runs/validation"), *,
-                 build_docs: bool | None = None) -> ValidationReport:
+def run_validate(
+    dataset_dir: str | Path,
+    params: PipelineParams,
+    out_dir: str | Path = Path("runs/validation"),
+    *,
+    build_docs: bool | None = None,
+) -> ValidationReport:
     """Validate a dataset directory; write the artifacts to ``out_dir``.
 
     Args:
@@ -61,14 +65,17 @@ def run_validate(dataset_dir: str | Path, params: PipelineParams,
         report = validate_dataset(dataset, config, out, root=dataset_dir)
     if not report.success:
         raise DataValidationError(report)
-    write_json(out / PASSED_FILE, {
-        "dataset": dataset.name,
-        "path": dataset_dir.as_posix(),
-        "fingerprint": dataset.fingerprint(),
-        "corpus": len(dataset.corpus),
-        "queries": len(dataset.queries),
-        "qrels": {split: len(frame) for split, frame in sorted(dataset.qrels.items())},
-        "suites": sorted(s.name for s in report.suites),
-    })
+    write_json(
+        out / PASSED_FILE,
+        {
+            "dataset": dataset.name,
+            "path": dataset_dir.as_posix(),
+            "fingerprint": dataset.fingerprint(),
+            "corpus": len(dataset.corpus),
+            "queries": len(dataset.queries),
+            "qrels": {split: len(frame) for split, frame in sorted(dataset.qrels.items())},
+            "suites": sorted(s.name for s in report.suites),
+        },
+    )
     log.info("validation passed: %s (%d suites) -> %s", dataset.name, len(report.suites), out)
     return report

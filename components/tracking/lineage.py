@@ -33,8 +33,11 @@ class GitInfo:
         """``git_commit``, ``git_dirty``, ``git_branch`` and MLflow's own source tag."""
         if self.commit is None:
             return {"git_commit": "unknown"}
-        tags = {"git_commit": self.commit, "mlflow.source.git.commit": self.commit,
-                "git_dirty": str(bool(self.dirty)).lower()}
+        tags = {
+            "git_commit": self.commit,
+            "mlflow.source.git.commit": self.commit,
+            "git_dirty": str(bool(self.dirty)).lower(),
+        }
         if self.branch:
             tags["git_branch"] = self.branch
         return tags
@@ -42,8 +45,9 @@ class GitInfo:
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                              text=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -58,8 +62,11 @@ def git_info(root: str | Path) -> GitInfo:
         return GitInfo(None, None, None)
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return GitInfo(commit, None if branch in (None, "HEAD") else branch,
-                   None if status is None else bool(status))
+    return GitInfo(
+        commit,
+        None if branch in (None, "HEAD") else branch,
+        None if status is None else bool(status),
+    )
 
 
 def _entry_hash(entry: dict[str, Any]) -> str | None:

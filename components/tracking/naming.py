@@ -45,8 +45,9 @@ def parse_metric_key(key: str) -> tuple[str, str, int]:
     """Inverse of :func:`metric_key`: ``(method, metric, dim)``; ValueError otherwise."""
     match = re.fullmatch(r"(?P<method>.+)/(?P<metric>[^/]+)/dim_(?P<dim>\d+)", key)
     if match is None:
-        raise ValueError(f"not a per-dimension metric name: {key!r} (expected "
-                         "'{method}/{metric}/dim_{m}')")
+        raise ValueError(
+            f"not a per-dimension metric name: {key!r} (expected '{{method}}/{{metric}}/dim_{{m}}')"
+        )
     return match["method"], match["metric"], int(match["dim"])
 
 
@@ -97,11 +98,15 @@ def evaluation_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def training_metrics(stage: str, history: Mapping[str, Any]) -> Iterator[tuple[str, float,
-                                                                                int]]:
+def training_metrics(
+    stage: str, history: Mapping[str, Any], max_points: int | None = None
+) -> Iterator[tuple[str, float, int]]:
     """``(key, value, step)`` points of one training stage's ``history.json``.
 
-    Per-step loss terms become ``train/{stage}/{term}``; held-out evaluations become
+    Per-step loss terms become ``train/{stage}/{term}`` (with ``max_points``, every k-th
+    step so that at most that many points per term remain, the last step always kept: a
+    5000-step curve costs seconds to log and the full one is in ``history.json``);
+    held-out evaluations (all of them) become
     ``train/{stage}/{score_name}`` (``heldout_score`` when the file does not name it); the
     summary's best iteration/score (top level or under ``summary``) become single points
     at step 0. Non-numeric and
@@ -109,9 +114,15 @@ def training_metrics(stage: str, history: Mapping[str, Any]) -> Iterator[tuple[s
     """
     nested = history.get("summary")
     summary: Mapping[str, Any] = nested if isinstance(nested, Mapping) else history
-    score_name = str(summary.get("score_name") or history.get("score_name") or
-                     "heldout_score")
-    for point in history.get("history") or []:
+    score_name = str(summary.get("score_name") or history.get("score_name") or "heldout_score")
+    steps = list(history.get("history") or [])
+    if max_points is not None and len(steps) > max_points > 0:
+        stride = -(-len(steps) // max_points)
+        picked = steps[stride - 1 :: stride]
+        if picked[-1] is not steps[-1]:
+            picked.append(steps[-1])
+        steps = picked
+    for point in steps:
         step = int(point.get("step", point.get("iteration", 0)))
         for term, value in point.items():
             if term in _STEP_FIELDS:

@@ -69,9 +69,12 @@ def format_dim_table(report: Mapping[str, Any], metric: str = "ndcg_at_10") -> s
     dims = sorted({int(d) for per_dim in metrics.values() for d in per_dim})
     recommended = report.get("recommended_dim") or {}
     header = ["method", *[f"m={d}" for d in dims], "recommended m"]
-    lines = [f"{metric} by kept dimensions m", "",
-             "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---", *["---:"] * (len(dims) + 1)]) + "|"]
+    lines = [
+        f"{metric} by kept dimensions m",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", *["---:"] * (len(dims) + 1)]) + "|",
+    ]
     for method, per_dim in metrics.items():
         cells = [method]
         for d in dims:
@@ -106,8 +109,12 @@ def log_pipeline_outputs(run: PipelineRun, outputs: PipelineOutputs) -> dict[str
             continue
         if history.get("skipped"):
             summary["skipped_stages"].append(stage)
-            run.log_tags({f"train.{stage}.skipped": "true",
-                          f"train.{stage}.reason": str(history.get("reason", ""))})
+            run.log_tags(
+                {
+                    f"train.{stage}.skipped": "true",
+                    f"train.{stage}.reason": str(history.get("reason", "")),
+                }
+            )
         else:
             summary["training_points"][stage] = run.log_training(stage, history)
         run.log_artifact_path(path, f"training/{stage}")

@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential)s?$",
-                         re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential)s?$", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -58,8 +57,9 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
-def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any] | None
-                    ) -> dict[str, Any]:
+def apply_overrides(
+    params: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """A deep copy of ``params`` with dotted-key ``overrides`` applied.
 
     Same semantics as :func:`components.config.load_params`: missing parents are created,
@@ -72,8 +72,7 @@ def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any] | No
         for key in parents:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ValueError(f"override {dotted!r}: {key!r} is not a section of "
-                                 "params.yaml")
+                raise ValueError(f"override {dotted!r}: {key!r} is not a section of params.yaml")
             node = child
         node[leaf] = value
     return result

@@ -41,6 +41,8 @@ FAILURE_STAGE_TAG = "failure.stage"
 FAILURE_MESSAGE_TAG = "failure.message"
 DATASET_FINGERPRINT_TAG = "dataset.fingerprint"
 _MAX_TAG_CHARS = 5000
+#: Points per loss curve logged as MLflow metrics (25k points of one stage take ~6 s).
+MAX_CURVE_POINTS = 500
 
 
 def _now_ms() -> int:
@@ -65,9 +67,15 @@ class PipelineRun:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def start(cls, *, root: str | Path, params: Mapping[str, Any],
-              run_name: str | None = None, tags: Mapping[str, str] | None = None,
-              experiment_name: str | None = None) -> PipelineRun:
+    def start(
+        cls,
+        *,
+        root: str | Path,
+        params: Mapping[str, Any],
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        experiment_name: str | None = None,
+    ) -> PipelineRun:
         """Create a ``RUNNING`` run in the experiment named by ``params['mlflow']``.
 
         Args:
@@ -82,11 +90,15 @@ class PipelineRun:
         uri = resolve_tracking_uri(root, settings["tracking_uri"])
         client = make_client(uri)
         artifact_root = artifact_root_for(uri)
-        experiment_id = ensure_experiment(client, experiment_name or
-                                          settings["experiment_name"], artifact_root)
-        run = client.create_run(experiment_id, start_time=_now_ms(),
-                                tags={k: str(v) for k, v in (tags or {}).items()},
-                                run_name=run_name)
+        experiment_id = ensure_experiment(
+            client, experiment_name or settings["experiment_name"], artifact_root
+        )
+        run = client.create_run(
+            experiment_id,
+            start_time=_now_ms(),
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            run_name=run_name,
+        )
         return cls(client, run.info.run_id, experiment_id, uri)
 
     @property
@@ -120,9 +132,11 @@ class PipelineRun:
 
     def ui_hint(self) -> str:
         """Where to look: the UI command and the run's page."""
-        return (f"MLflow UI: {ui_command(self.tracking_uri)}\n"
-                f"  then open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/"
-                f"{self.run_id}")
+        return (
+            f"MLflow UI: {ui_command(self.tracking_uri)}\n"
+            f"  then open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/"
+            f"{self.run_id}"
+        )
 
     # ------------------------------------------------------------------ logging
     def log_params(self, params: Mapping[str, Any]) -> dict[str, str]:
@@ -161,12 +175,19 @@ class PipelineRun:
         self.log_metrics(metrics)
         return metrics
 
-    def log_training(self, stage: str, history: Mapping[str, Any]) -> int:
-        """Loss curves and held-out scores of one stage's ``history.json``; returns points."""
-        return self.log_points(training_metrics(stage, history))
+    def log_training(
+        self, stage: str, history: Mapping[str, Any], max_points: int | None = MAX_CURVE_POINTS
+    ) -> int:
+        """Loss curves (at most ``max_points`` per term, evenly strided) and every held-out
+        score of one stage's ``history.json``; returns the number of points logged."""
+        return self.log_points(training_metrics(stage, history, max_points))
 
-    def log_lineage(self, root: str | Path, dvc_lock: str | Path | None = None,
-                    code_root: str | Path | None = None) -> dict[str, str]:
+    def log_lineage(
+        self,
+        root: str | Path,
+        dvc_lock: str | Path | None = None,
+        code_root: str | Path | None = None,
+    ) -> dict[str, str]:
         """``git_commit``/``git_dirty`` (of ``root``, else ``code_root``) and the
         ``dvc.<stage>.<path>`` hashes of ``dvc.lock``; returns the tags set."""
         info = git_info(root)
@@ -178,9 +199,15 @@ class PipelineRun:
         self.log_tags(tags)
         return tags
 
-    def log_dataset(self, *, name: str, source: str | Path, fingerprint: str,
-                    context: str = "training", tags: Mapping[str, str] | None = None
-                    ) -> None:
+    def log_dataset(
+        self,
+        *,
+        name: str,
+        source: str | Path,
+        fingerprint: str,
+        context: str = "training",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
         """Record the dataset as an MLflow input (digest = the content fingerprint).
 
         MLflow caps digests at 36 characters: the digest is the fingerprint's first 32 hex
@@ -189,15 +216,23 @@ class PipelineRun:
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
 
-        dataset = MetaDataset(local_dataset_source(source), name=name,
-                              digest=fingerprint[:32])
-        input_tags = [InputTag("mlflow.data.context", context),
-                      InputTag("fingerprint", fingerprint)]
+        dataset = MetaDataset(local_dataset_source(source), name=name, digest=fingerprint[:32])
+        input_tags = [
+            InputTag("mlflow.data.context", context),
+            InputTag("fingerprint", fingerprint),
+        ]
         input_tags += [InputTag(k, str(v)) for k, v in (tags or {}).items()]
-        self.client.log_inputs(self.run_id, datasets=[
-            DatasetInput(dataset=dataset._to_mlflow_entity(), tags=input_tags)])
-        self.log_tags({DATASET_FINGERPRINT_TAG: fingerprint, "dataset.name": name,
-                       "dataset.source": str(source)})
+        self.client.log_inputs(
+            self.run_id,
+            datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=input_tags)],
+        )
+        self.log_tags(
+            {
+                DATASET_FINGERPRINT_TAG: fingerprint,
+                "dataset.name": name,
+                "dataset.source": str(source),
+            }
+        )
 
     def log_artifact_path(self, local: str | Path, artifact_path: str | None = None) -> bool:
         """Log a file or a whole folder under ``artifact_path``; False when it is missing."""

@@ -48,7 +48,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores)."""
     if not is_local_sqlite(uri):
         return None
-    return Path(uri[len("sqlite:///"):])
+    return Path(uri[len("sqlite:///") :])
 
 
 def artifact_root_for(uri: str) -> Path | None:
@@ -73,8 +73,7 @@ def mlflow_settings(params: dict[str, Any]) -> dict[str, Any]:
     section = params.get("mlflow") or {}
     return {
         "experiment_name": section.get("experiment_name") or DEFAULT_EXPERIMENT,
-        "registered_model_name": section.get("registered_model_name")
-        or DEFAULT_REGISTERED_MODEL,
+        "registered_model_name": section.get("registered_model_name") or DEFAULT_REGISTERED_MODEL,
         "tracking_uri": section.get("tracking_uri"),
     }
 

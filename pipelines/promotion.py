@@ -1,0 +1,111 @@
+"""The promotion flow: the registry's gate as a Prefect task (deployed without a schedule).
+
+A person reads the review report of the new ``@challenger`` in the MLflow UI, then triggers
+this flow (``prefect deployment run 'matryoshka-promotion/promote-challenger'``) or runs
+``matryoshka promote``. The gate re-evaluates the challenger, ``@champion`` and the
+baselines on the frozen evaluation set and moves ``@champion`` only when every counted size
+passes (``registry:`` in params.yaml; see docs/registry.md).
+
+Example:
+    >>> from pipelines.promotion import promotion_flow
+    >>> outcome = promotion_flow(run_mode="dry_run")  # doctest: +SKIP
+    >>> outcome["action"]  # doctest: +SKIP
+    'dry_run'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+FLOW_NAME = "matryoshka-promotion"
+
+
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def promotion_gate(
+    root: str,
+    params_file: str = "params.yaml",
+    model_name: str | None = None,
+    version: int | None = None,
+    run_mode: str | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Run :func:`components.registry.promote` and return its outcome as a dict.
+
+    Raises:
+        RuntimeError: the challenger was rejected by an enabled gate (the task fails, so the
+            flow run shows ``Failed`` in the Prefect UI with the gate's reasons).
+    """
+    import yaml
+
+    from components.config import load_params
+    from components.registry import load_evaluation_set, load_registry_config, promote
+    from components.registry.client import resolve_uri
+
+    logger = get_run_logger()
+    project = Path(root)
+    params_path = project / params_file
+    overrides = {"run_mode": run_mode} if run_mode else None
+    config = load_registry_config(params_path, overrides)
+    raw = yaml.safe_load(params_path.read_text()) or {}
+    dataset = raw.get("dataset") or {}
+    name = model_name or config.model_name
+    uri = resolve_uri(tracking_uri, project, (raw.get("mlflow") or {}).get("tracking_uri"))
+    data = None
+    if config.run_mode != "disabled":
+        data = load_evaluation_set(
+            project / config.embeddings_dir,
+            project / dataset.get("path", "data/scifact"),
+            dataset.get("test_split", "test"),
+        )
+    outcome = promote(
+        name,
+        data,
+        config,
+        version=version,
+        tracking_uri=uri,
+        evaluation=load_params(params_path).evaluation,
+    )
+    logger.info("%s (%s): %s", name, outcome.action, outcome.message)
+    if outcome.decision is not None:
+        for check in outcome.decision.checks:
+            logger.info(
+                "m=%d challenger=%s champion=%s best baseline=%s (%s): %s",
+                check.dim,
+                check.challenger,
+                check.champion,
+                check.best_baseline,
+                check.best_baseline_method,
+                "pass" if check.passed else "FAIL",
+            )
+    if outcome.action == "rejected":
+        raise RuntimeError(f"{name} v{outcome.version} rejected: {outcome.message}")
+    return outcome.to_dict()
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def promotion_flow(
+    model_name: str | None = None,
+    version: int | None = None,
+    run_mode: str | None = None,
+    root: str | None = None,
+    params_file: str = "params.yaml",
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Gate ``version`` (default ``@challenger``) of ``model_name`` against ``@champion``.
+
+    Args:
+        model_name: registered model (default: ``registry.model_name`` / mlflow section).
+        version: version to gate (default: the ``challenger`` alias).
+        run_mode: override of ``registry.run_mode`` (``disabled``, ``dry_run``, ``enabled``).
+        root: project directory with params.yaml and the evaluation embeddings (default: the
+            working directory).
+        params_file: params file name under ``root``.
+        tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI``, params, project store).
+    """
+    project = str(Path(root or os.getcwd()).resolve())
+    return promotion_gate(project, params_file, model_name, version, run_mode, tracking_uri)

@@ -1,0 +1,189 @@
+"""End-to-end: the real Prefect retraining flow on a tiny dataset, tracked in MLflow.
+
+Each test builds a throw-away DVC project (``dvc.yaml`` and ``params.yaml`` of the repo, the
+``components`` sources its stages depend on, a tiny dataset) so the repo's own ``runs/``,
+``dvc.lock`` and MLflow store are never touched. Prefect runs against its test harness
+(one temporary API per session); MLflow against one SQLite database per session.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
+BAD = REPO / "tests" / "data" / "bad"
+FAST = {
+    "method.train.unsupervised.max_iterations": 30,
+    "method.train.supervised.max_iterations": 30,
+    "method.train.unsupervised.eval_every": 10,
+    "method.train.supervised.eval_every": 10,
+    "method.train.unsupervised.batch_size": 16,
+    "method.train.supervised.batch_size": 8,
+    "validation.build_data_docs": False,
+}
+STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
+METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
+DIMS = [16, 32, 64, 128, 256, 384]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API for the session (≈18 s to start on 2 cores)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """MLflow in the session's SQLite store; one torch thread per stage process (two
+    threads contending on 2 shared cores make tiny trainings ~10x slower)."""
+    store = tmp_path_factory.getbasetemp() / "mlflow-store"
+    store.mkdir(exist_ok=True)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    return uri
+
+
+def make_project(root: Path, dataset: Path) -> Path:
+    """A DVC project with the repo's pipeline definition and ``dataset`` as data/<name>."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(
+        REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(dataset, root / "data" / dataset.name)
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=root, check=True)
+    return root
+
+
+def names() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "mlflow.experiment_name": f"flow-{tag}",
+        "mlflow.registered_model_name": f"adaptor-{tag}",
+    }
+
+
+def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from components.data import load_dataset
+    from components.tracking import metric_key
+    from pipelines.retraining import retraining_flow
+
+    project = make_project(tmp_path / "project", TINY)
+    params_before = (project / "params.yaml").read_bytes()
+    overrides = {**FAST, **names()}
+    result = retraining_flow(
+        dataset="data/tiny", provider="local", overrides=overrides, root=str(project)
+    )
+
+    assert result.stages == dict.fromkeys(STAGES, "ran")
+    assert (project / "params.yaml").read_bytes() == params_before  # overrides undone
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["dataset.path"] == "data/tiny"
+    assert params["embedding.provider"] == "local"
+    assert params["method.train.unsupervised.max_iterations"] == "30"
+    assert params["method.loss.prefix_dims"] == "[16, 32, 64, 128, 256, 384]"
+    metrics = run.data.metrics
+    for method in METHODS:
+        for dim in DIMS:
+            for name in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
+                assert 0.0 <= metrics[metric_key(method, name, dim)] <= 1.0
+        assert f"recommended_dim/{method}" in metrics
+    for stage in ("pretrain", "finetune"):
+        curve = client.get_metric_history(result.run_id, f"train/{stage}/loss")
+        assert [m.step for m in curve] == list(range(1, 31))
+    evaluation = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert {
+        "evaluation/metrics.json",
+        "evaluation/metrics.csv",
+        "evaluation/ndcg_vs_dim.png",
+        "evaluation/table.md",
+    } <= evaluation
+    gx = {a.path for a in client.list_artifacts(result.run_id, "validation/gx_results")}
+    assert "validation/gx_results/corpus.json" in gx
+    tags = run.data.tags
+    assert len(tags["git_commit"]) == 40
+    lock = (project / "dvc.lock").read_text()
+    for key in (
+        "dvc.validate.data/tiny",
+        "dvc.embed.runs/embeddings",
+        "dvc.pretrain.runs/pretrain",
+        "dvc.finetune.runs/finetune",
+        "dvc.evaluate.runs/evaluation/metrics.json",
+    ):
+        assert tags[key] and tags[key] in lock
+    fingerprint = load_dataset(project / "data" / "tiny").fingerprint()
+    assert tags["dataset.fingerprint"] == fingerprint
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == fingerprint[:32]
+    assert result.registered is not None and result.registered["new"] is True
+    assert "mlflow ui --backend-store-uri" in str(result)
+
+    # Warm re-run, nothing changed: every stage comes from DVC's cache, no new version.
+    started = time.perf_counter()
+    again = retraining_flow(
+        dataset="data/tiny", provider="local", overrides=overrides, root=str(project)
+    )
+    warm = time.perf_counter() - started
+    assert again.stages == dict.fromkeys(STAGES, "cached")
+    assert again.registered == {**result.registered, "new": False}
+    assert client.get_run(again.run_id).info.status == "FINISHED"
+    assert warm < 60, f"warm re-run took {warm:.1f} s"
+
+
+@pytest.mark.parametrize("case", ["duplicate_ids"])
+def test_bad_input_stops_the_flow_at_validation(
+    case: str, tmp_path: Path, prefect_api: None
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from components.tracking import FAILURE_STAGE_TAG
+    from pipelines.retraining import StageFailedError, retraining_flow
+
+    project = make_project(tmp_path / "project", BAD / case)
+    overrides = {**FAST, **names()}
+    with pytest.raises(StageFailedError) as failure:
+        retraining_flow(dataset=f"data/{case}", overrides=overrides, root=str(project))
+    message = str(failure.value)
+    assert failure.value.stage == "validate"
+    assert "corpus.jsonl" in message and "row" in message and "_id" in message
+
+    runs = project / "runs"
+    assert not (runs / "validation" / "passed.json").exists()
+    for stage in ("embeddings", "pretrain", "finetune", "evaluation"):
+        assert not (runs / stage).exists(), f"{stage} output exists after a failed flow"
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(overrides["mlflow.experiment_name"])
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags[FAILURE_STAGE_TAG] == "validate"
+    assert not [k for k in run.data.metrics if "/dim_" in k]
+    assert not client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert not client.search_model_versions(f"name='{overrides['mlflow.registered_model_name']}'")
+    summary = json.dumps([a.path for a in client.list_artifacts(run.info.run_id, "validation")])
+    assert "summary.txt" in summary
