@@ -12,7 +12,8 @@ Saved as a small directory: ``adaptor.json`` (config, d, trained sizes, metadata
 Example:
     >>> import torch
     >>> from components.adaptor import MatryoshkaAdaptor
-    >>> from components.config import AdaptorConfig
+    >>> from components.atomic import atomic_write_text, staged_directory
+from components.config import AdaptorConfig
     >>> adaptor = MatryoshkaAdaptor(dim=8, config=AdaptorConfig(use_rotation=False))
     >>> x = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     >>> bool(torch.equal(adaptor(x), x))  # identity at initialisation
@@ -24,8 +25,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.atomic import atomic_write_text, staged_directory
 from components.config import AdaptorConfig
 
 CONFIG_FILE = "adaptor.json"
@@ -181,26 +181,16 @@ def save_adaptor(
     from safetensors.torch import save_file
 
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     state = {k: v.detach().cpu().contiguous() for k, v in adaptor.state_dict().items()}
-    save_file(state, str(staging / WEIGHTS_FILE))
     document = {
         "format_version": FORMAT_VERSION,
         "dim": adaptor.dim,
         "config": adaptor.config.model_dump(mode="json"),
         "metadata": metadata or {},
     }
-    (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-    if target.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.replace(target, retired / target.name)
-        os.replace(staging, target)
-        import shutil
-
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    with staged_directory(target) as staging:
+        save_file(state, str(staging / WEIGHTS_FILE))
+        atomic_write_text(staging / CONFIG_FILE, json.dumps(document, indent=2, sort_keys=True))
     return target
 
 

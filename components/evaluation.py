@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from components.adaptor import check_embeddings
+from components.atomic import atomic_write, atomic_write_text
 from components.baselines import Embedder
 from components.config import EvaluationConfig, default_prefix_dims
 from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
@@ -100,16 +100,10 @@ class EvaluationReport:
             "csv": out / "metrics.csv",
             "plot": out / "ndcg_vs_dim.png",
         }
-        _atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, sort_keys=True))
-        _atomic_write_text(paths["csv"], self.table.to_csv(index=False, float_format="%.6f"))
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, sort_keys=True))
+        atomic_write_text(paths["csv"], self.table.to_csv(index=False, float_format="%.6f"))
         plot_ndcg_vs_dim(self, paths["plot"])
         return paths
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_ndcg_vs_dim(report: EvaluationReport, path: Path) -> None:
@@ -131,10 +125,10 @@ def plot_ndcg_vs_dim(report: EvaluationReport, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def evaluate_methods(

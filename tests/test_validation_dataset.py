@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components.atomic import staged_directory
 from components.data import load_dataset
 from components.validation import (
     DataValidationError,
@@ -17,7 +18,6 @@ from components.validation import (
     ValidationReport,
     validate_dataset,
 )
-from components.validation.artifacts import staged_directory
 from components.validation.cli import main as cli_main
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

@@ -30,16 +30,16 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
+
+from components.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,6 @@ def keys_array(keys: Sequence[bytes] | np.ndarray) -> np.ndarray:
     if isinstance(keys, np.ndarray) and keys.dtype == KEY_DTYPE:
         return keys
     return np.array(list(keys), dtype=KEY_DTYPE)
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via ``write(handle)`` to a temp file in the same folder, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class CacheCorruptError(RuntimeError):
@@ -123,7 +108,7 @@ class EmbeddingCache:
             return
         data = {"format": FORMAT_VERSION, **asdict(self.namespace)}
         payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-        _atomic_write(path, lambda h: h.write(payload))
+        atomic_write(path, lambda h: h.write(payload))
 
     def refresh(self) -> int:
         """Index files written since the last scan (by this or another process).
@@ -278,7 +263,7 @@ class EmbeddingCache:
         name = f"seg-{hashlib.sha256(raw.tobytes()).hexdigest()[:32]}.npz"
         path = self.dir / name
         if not path.exists():
-            _atomic_write(path, lambda h: np.savez(h, keys=raw, vectors=vectors))
+            atomic_write(path, lambda h: np.savez(h, keys=raw, vectors=vectors))
         with self._lock:
             if name not in self._known:
                 self._check_dim(vectors.shape[1], name)
@@ -330,7 +315,7 @@ class EmbeddingCache:
             _, first = np.unique(raw.reshape(-1).view(KEY_DTYPE), return_index=True)
             raw, vectors = raw[np.sort(first)], vectors[np.sort(first)]
             pack = self.dir / f"pack-{hashlib.sha256(raw.tobytes()).hexdigest()[:32]}.npz"
-            _atomic_write(pack, lambda h: np.savez(h, keys=raw, vectors=vectors))
+            atomic_write(pack, lambda h: np.savez(h, keys=raw, vectors=vectors))
             for name in segments:
                 with contextlib.suppress(FileNotFoundError):
                     (self.dir / name).unlink()

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from components.atomic import atomic_write
 
 FILES = ("corpus.npy", "queries.npy", "corpus_ids.json", "queries_ids.json", "meta.json")
 
@@ -63,20 +63,6 @@ class EmbeddingArtifacts:
     def as_tuple(self) -> tuple[list[str], np.ndarray, list[str], np.ndarray, dict[str, Any]]:
         """``(corpus_ids, corpus, query_ids, queries, meta)``."""
         return self.corpus_ids, self.corpus, self.query_ids, self.queries, self.meta
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -135,11 +121,11 @@ def save_embeddings(
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         (out / "meta.json").unlink()  # the directory is "unfinished" until rewritten
-    _atomic(out / "corpus.npy", lambda h: np.save(h, corpus))
-    _atomic(out / "queries.npy", lambda h: np.save(h, queries))
-    _atomic(out / "corpus_ids.json", lambda h: h.write(_json_bytes(corpus_ids)))
-    _atomic(out / "queries_ids.json", lambda h: h.write(_json_bytes(query_ids)))
-    _atomic(out / "meta.json", lambda h: h.write(_json_bytes(meta)))
+    atomic_write(out / "corpus.npy", lambda h: np.save(h, corpus))
+    atomic_write(out / "queries.npy", lambda h: np.save(h, queries))
+    atomic_write(out / "corpus_ids.json", lambda h: h.write(_json_bytes(corpus_ids)))
+    atomic_write(out / "queries_ids.json", lambda h: h.write(_json_bytes(query_ids)))
+    atomic_write(out / "meta.json", lambda h: h.write(_json_bytes(meta)))
     return EmbeddingArtifacts(out, corpus_ids, corpus, query_ids, queries, meta)
 
 

@@ -9,15 +9,12 @@ so a stage run by hand and a stage run by ``dvc repro`` behave the same.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,36 +204,6 @@ def validation_config(params: PipelineParams) -> ValidationConfig:
         return validation_config_from_params(params)
     except ValueError as exc:
         raise ParamsError(str(exc)) from None
-
-
-def remove_output(target: Path) -> None:
-    """Delete a stage output (file or directory) if present."""
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
-
-
-@contextlib.contextmanager
-def fresh_output(target: str | Path) -> Iterator[Path]:
-    """Remove ``target``, yield an empty staging directory, rename it to ``target`` on success.
-
-    On an exception the staging directory is deleted and ``target`` does not exist, so no
-    later stage can mistake an old or half-written result for this stage's output.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_output(target)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    remove_output(target)  # a concurrent writer; the rename below must not nest
-    os.replace(staging, target)
 
 
 def _clean(value: Any) -> Any:

@@ -19,13 +19,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.atomic import remove_path, staged_directory
 from components.config import PipelineParams
 from components.stages.common import (
     ParamsError,
     StageError,
     embedding_config,
-    fresh_output,
-    remove_output,
     validation_config,
 )
 
@@ -107,8 +106,8 @@ def run_embed(
     out = Path(out_dir)
     expected = declared_dimension(config)
     failed = out.parent / f"{out.name}.failed-validation"
-    remove_output(failed)
-    with fresh_output(out) as staging:
+    remove_path(failed)
+    with staged_directory(out, clear_first=True) as staging:
         dataset = load_dataset(dataset_dir)
         if dataset.corpus.empty:
             raise StageError(f"{dataset_dir}: the corpus is empty; nothing to embed")

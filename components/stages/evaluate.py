@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.atomic import staged_directory
 from components.config import PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     StageError,
     dataset_config,
-    fresh_output,
     read_json,
     write_json,
 )
@@ -86,7 +86,7 @@ def run_evaluate(
 
     split = dataset_config(params).test_split
     out = Path(out_dir)
-    with fresh_output(out) as staging:
+    with staged_directory(out, clear_first=True) as staging:
         artifacts = load_stage_embeddings(embeddings_dir)
         dataset = load_dataset(dataset_dir)
         check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)

@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from components.atomic import staged_directory
 from components.config import PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     HISTORY_FILE,
     StageError,
     dataset_config,
-    fresh_output,
     read_json,
     write_json,
 )
@@ -74,7 +74,7 @@ def run_finetune(
 
     split = dataset_config(params).train_split
     out = Path(out_dir)
-    with fresh_output(out) as staging:
+    with staged_directory(out, clear_first=True) as staging:
         artifacts = load_stage_embeddings(embeddings_dir)
         dataset = load_dataset(dataset_dir)
         check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.atomic import staged_directory
 from components.config import MethodConfig, PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     HISTORY_FILE,
     StageError,
-    fresh_output,
     write_json,
 )
 
@@ -119,7 +119,7 @@ def run_pretrain(
     from components.training import train_unsupervised
 
     out = Path(out_dir)
-    with fresh_output(out) as staging:
+    with staged_directory(out, clear_first=True) as staging:
         artifacts = load_stage_embeddings(embeddings_dir)
         try:
             adaptor, result = train_unsupervised(artifacts.corpus, params.method)

@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.atomic import remove_path
 from components.config import PipelineParams
-from components.stages.common import remove_output, validation_config, write_json
+from components.stages.common import validation_config, write_json
 
 if TYPE_CHECKING:
     from components.validation import ValidationReport
@@ -55,7 +56,7 @@ def run_validate(
     if build_docs is not None:
         config = config.model_copy(update={"build_data_docs": build_docs})
     dataset_dir, out = Path(dataset_dir), Path(out_dir)
-    remove_output(out)  # a stale passed.json must not survive a failed run
+    remove_path(out)  # a stale passed.json must not survive a failed run
     try:
         dataset = load_dataset(dataset_dir)
     except DataFormatError:

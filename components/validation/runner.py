@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from components.atomic import staged_directory
 from components.data import DataFormatError, RetrievalDataset, load_dataset
-from components.validation.artifacts import staged_directory, write_json
+from components.validation.artifacts import write_json
 from components.validation.config import ValidationConfig
 from components.validation.frames import ROW
 from components.validation.report import (
