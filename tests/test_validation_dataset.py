@@ -234,3 +234,15 @@ def test_add_validate_command_wires_into_a_parent_cli() -> None:
     args = parser.parse_args(["validate", "--dataset", "d", "--out", "o", "--no-docs"])
     assert args.handler is run_validate_command
     assert (args.dataset, args.out, args.no_docs) == (Path("d"), Path("o"), True)
+
+
+def test_data_docs_with_a_relative_artifacts_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipeline's default output, runs/validation, is relative to the project.
+    monkeypatch.chdir(tmp_path)
+    report = validate_dataset(
+        REPO / "tests" / "data" / "pipeline" / "tiny", artifacts_dir=Path("runs") / "validation"
+    )
+    assert report.success
+    assert (tmp_path / "runs" / "validation" / "data_docs" / "index.html").exists()

@@ -203,7 +203,7 @@ def _gx_context(docs_dir: Path | None) -> Any:
                 "show_how_to_buttons": False,
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
+                    "base_directory": str(Path(docs_dir).resolve()),  # GX needs absolute
                 },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
