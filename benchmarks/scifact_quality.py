@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.scifact_embeddings import DEFAULT_CACHE, cached_embeddings  # noqa: E402
 from components.baselines import PCAProjection, SVDRotation, Truncation  # noqa: E402
 from components.config import (  # noqa: E402
-    AdaptorConfig,
     MethodConfig,
     load_params,
 )
@@ -52,15 +51,16 @@ METHOD_LABELS = {
     "svd_rotation": "SVD rotation (corpus, uncentred)",
     "adaptor_unsupervised": "adaptor, unsupervised (default: rotation start)",
     "adaptor_supervised": "adaptor, supervised (default: rotation start)",
-    "paper_unsupervised": "adaptor, unsupervised (paper: identity start)",
-    "paper_supervised": "adaptor, supervised (paper: identity start)",
+    "paper_unsupervised": "adaptor, unsupervised (paper: identity start, Eq. 5 scale 1)",
+    "paper_supervised": "adaptor, supervised (paper: identity start, Eq. 5 scale 1)",
 }
 
 
 def paper_config(config: MethodConfig) -> MethodConfig:
-    """The paper's set-up: identity start (no rotation), everything else as configured."""
-    adaptor = AdaptorConfig.model_validate({**config.adaptor.model_dump(), "use_rotation": False})
-    return config.model_copy(update={"adaptor": adaptor})
+    """The paper's set-up: identity start (no rotation) and Eq. 5 unscaled (scale 1)."""
+    adaptor = config.adaptor.model_copy(update={"use_rotation": False})
+    loss = config.loss.model_copy(update={"ranking_scale": 1.0})
+    return config.model_copy(update={"adaptor": adaptor, "loss": loss})
 
 
 def with_seed(config: MethodConfig, seed: int) -> MethodConfig:
