@@ -30,8 +30,7 @@ from components.stages.common import (
     read_json,
     write_json,
 )
-from components.stages.finetune import check_fingerprint, finetune_skipped
-from components.stages.pretrain import load_stage_embeddings
+from components.stages.finetune import finetune_skipped, load_matching_inputs
 
 if TYPE_CHECKING:
     from components.evaluation import EvaluationReport
@@ -81,15 +80,12 @@ def run_evaluate(
 
     from components.adaptor import load_adaptor
     from components.baselines import PCAProjection, SVDRotation, Truncation
-    from components.data import load_dataset
     from components.evaluation import evaluate_methods
 
     split = dataset_config(params).test_split
     out = Path(out_dir)
     with staged_directory(out, clear_first=True) as staging:
-        artifacts = load_stage_embeddings(embeddings_dir)
-        dataset = load_dataset(dataset_dir)
-        check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
+        artifacts, dataset = load_matching_inputs(embeddings_dir, dataset_dir)
         labels = dataset.qrels.get(split)
         if labels is None or labels.empty:
             raise StageError(

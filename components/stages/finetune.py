@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
 from components.config import PipelineParams
@@ -28,7 +28,12 @@ from components.stages.pretrain import (
     adaptor_metadata,
     history_payload,
     load_stage_embeddings,
+    published,
 )
+
+if TYPE_CHECKING:
+    from components.data import RetrievalDataset
+    from components.embedding import EmbeddingArtifacts
 
 log = logging.getLogger("components.stages.finetune")
 
@@ -51,6 +56,18 @@ def check_fingerprint(
         )
 
 
+def load_matching_inputs(
+    embeddings_dir: str | Path, dataset_dir: str | Path
+) -> tuple[EmbeddingArtifacts, RetrievalDataset]:
+    """The stage's embeddings and dataset, refusing embeddings made from other data."""
+    from components.data import load_dataset
+
+    artifacts = load_stage_embeddings(embeddings_dir)
+    dataset = load_dataset(dataset_dir)
+    check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
+    return artifacts, dataset
+
+
 def run_finetune(
     dataset_dir: str | Path,
     embeddings_dir: str | Path,
@@ -69,15 +86,12 @@ def run_finetune(
         DataFormatError: the dataset cannot be read.
     """
     from components.adaptor import load_adaptor, save_adaptor
-    from components.data import load_dataset
     from components.training import train_supervised
 
     split = dataset_config(params).train_split
     out = Path(out_dir)
     with staged_directory(out, clear_first=True) as staging:
-        artifacts = load_stage_embeddings(embeddings_dir)
-        dataset = load_dataset(dataset_dir)
-        check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
+        artifacts, dataset = load_matching_inputs(embeddings_dir, dataset_dir)
         labels = dataset.qrels.get(split)
         if labels is None or labels.empty:
             message = SKIP_MESSAGE.format(split=split)
@@ -115,16 +129,7 @@ def run_finetune(
             write_json(staging / HISTORY_FILE, history_payload("finetune", result, metadata))
     if skipped:
         return TrainingOutput(out, out / HISTORY_FILE, None, None, {})
-    log.info(
-        "finetune: best %s=%.4f at step %d of %d (%.1fs) -> %s",
-        result.score_name,
-        result.best_score,
-        result.best_iteration,
-        result.iterations,
-        result.seconds,
-        out,
-    )
-    return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)
+    return published("finetune", out, result, metadata)
 
 
 def finetune_skipped(finetune_dir: str | Path) -> bool:

@@ -101,6 +101,23 @@ def history_payload(stage: str, result: StageResult, metadata: dict[str, Any]) -
     }
 
 
+def published(
+    stage: str, out: Path, result: StageResult, metadata: dict[str, Any]
+) -> TrainingOutput:
+    """Log a finished training stage and describe its published output."""
+    log.info(
+        "%s: best %s=%.4f at step %d of %d (%.1fs) -> %s",
+        stage,
+        result.score_name,
+        result.best_score,
+        result.best_iteration,
+        result.iterations,
+        result.seconds,
+        out,
+    )
+    return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)
+
+
 def run_pretrain(
     embeddings_dir: str | Path, params: PipelineParams, out_dir: str | Path = Path("runs/pretrain")
 ) -> TrainingOutput:
@@ -130,13 +147,4 @@ def run_pretrain(
         )
         save_adaptor(adaptor, staging / ADAPTOR_DIR, metadata)
         write_json(staging / HISTORY_FILE, history_payload("pretrain", result, metadata))
-    log.info(
-        "pretrain: best %s=%.4f at step %d of %d (%.1fs) -> %s",
-        result.score_name,
-        result.best_score,
-        result.best_iteration,
-        result.iterations,
-        result.seconds,
-        out,
-    )
-    return TrainingOutput(out, out / HISTORY_FILE, out / ADAPTOR_DIR, result, metadata)
+    return published("pretrain", out, result, metadata)
