@@ -18,21 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_stages_support import FAST_FLOW as FAST
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
 BAD = REPO / "tests" / "data" / "bad"
-FAST = {
-    "method.train.unsupervised.max_iterations": 30,
-    "method.train.supervised.max_iterations": 30,
-    "method.train.unsupervised.eval_every": 10,
-    "method.train.supervised.eval_every": 10,
-    "method.train.unsupervised.batch_size": 16,
-    "method.train.supervised.batch_size": 8,
-    "validation.build_data_docs": False,
-}
 STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
 METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
 DIMS = [16, 32, 64, 128, 256, 384]

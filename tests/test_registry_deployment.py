@@ -25,20 +25,12 @@ from typing import Any
 
 import pytest
 import yaml
+from test_stages_support import FAST_FLOW as FAST
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
 CANARY = f"sk-canary-{uuid.uuid4().hex}"
-FAST = {
-    "method.train.unsupervised.max_iterations": 30,
-    "method.train.supervised.max_iterations": 30,
-    "method.train.unsupervised.eval_every": 10,
-    "method.train.supervised.eval_every": 10,
-    "method.train.unsupervised.batch_size": 16,
-    "method.train.supervised.batch_size": 8,
-    "validation.build_data_docs": False,
-}
 POOL = "matryoshka-process"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 

@@ -37,6 +37,17 @@ FAST: dict[str, Any] = {
     "validation.build_data_docs": False,
 }
 
+#: Fast settings for whole-flow runs on TINY with the real 384-d local model.
+FAST_FLOW: dict[str, Any] = {
+    "method.train.unsupervised.max_iterations": 30,
+    "method.train.supervised.max_iterations": 30,
+    "method.train.unsupervised.eval_every": 10,
+    "method.train.supervised.eval_every": 10,
+    "method.train.unsupervised.batch_size": 16,
+    "method.train.supervised.batch_size": 8,
+    "validation.build_data_docs": False,
+}
+
 #: Environment for subprocesses: offline, no telemetry, one torch thread (the machine is
 #: shared; two contending threads make tiny trainings ~50x slower).
 SUBPROCESS_ENV: dict[str, str] = {
