@@ -9,6 +9,11 @@ labels per split (``query_id``, ``doc_id``, ``score``). Two on-disk layouts are 
 * user format: ``corpus.{jsonl,parquet}`` and ``queries.{jsonl,parquet}`` with ``id``,
   ``text`` and optional ``title``, plus the same ``qrels/<split>.tsv`` files.
 
+Field types: ids are strings or integers (an integer becomes its decimal string; floats,
+booleans and anything else are rejected, since an id ``1.0`` would never match a qrels id
+``1``); ``text`` is a string and ``title`` a string, null or absent (a number in either is
+rejected, not converted). Files are UTF-8 (a BOM is allowed).
+
 Every error raised for bad input is a :class:`DataFormatError` naming the file, the row
 (1-based line number for text files) and the field, so a user can fix it directly.
 
@@ -25,6 +30,7 @@ import gzip
 import hashlib
 import io
 import json
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,36 +141,70 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             raise DataFormatError(path, f"unreadable file ({exc})") from exc
 
 
+def _describe(value: object) -> str:
+    """``int 42``: the JSON/Parquet type and a short repr of an offending value."""
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def _as_id(path: Path, row: int, field_name: str, value: object) -> str:
+    """An id as a string. Integers are accepted (BEIR ids are often numeric, and JSON or
+    Parquet may store them as numbers) and become their decimal string; a float such as
+    1.0 is rejected, because its string '1.0' would never match a qrels id '1'."""
+    if value is None:
+        raise DataFormatError(path, "missing value", row=row, field_name=field_name)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataFormatError(
+        path,
+        f"ids must be strings or integers, got {_describe(value)}",
+        row=row,
+        field_name=field_name,
+    )
+
+
 def _as_text(path: Path, row: int, field_name: str, value: object, required: bool) -> str:
+    """A text or title: strings only. A number is rejected, not converted: it is almost
+    always a wrongly typed column, and embedding '42' would hide that."""
     if value is None:
         if required:
             raise DataFormatError(path, "missing value", row=row, field_name=field_name)
         return ""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if not isinstance(value, str):
         raise DataFormatError(
-            path, f"expected a string, got {type(value).__name__}", row=row, field_name=field_name
+            path, f"expected a string, got {_describe(value)}", row=row, field_name=field_name
         )
-    return str(value)
+    return value
+
+
+def _parquet_records(path: Path) -> list[dict]:
+    """The rows of a Parquet file as Python values.
+
+    Read with pyarrow rather than pandas: pandas turns an integer column with nulls into
+    float64 (1 -> 1.0), which would wrongly reject ids the file stores as integers.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several unrelated types
+        raise DataFormatError(path, f"unreadable Parquet file ({exc})") from exc
 
 
 def _read_records(path: Path, id_field: str, with_title: bool) -> pd.DataFrame:
     """Read a JSONL or Parquet table of texts into columns ``id, [title,] text``."""
     columns = CORPUS_COLUMNS if with_title else QUERY_COLUMNS
     rows: list[tuple[str, ...]] = []
+    records: Iterator[tuple[int, dict]]
     if path.suffix == ".parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several unrelated types
-            raise DataFormatError(path, f"unreadable Parquet file ({exc})") from exc
-        records: Iterator[tuple[int, dict]] = (
-            (i, rec) for i, rec in enumerate(frame.to_dict(orient="records"), start=1)
-        )
+        records = enumerate(_parquet_records(path), start=1)
     else:
         records = _iter_jsonl(path)
     for row, record in records:
         if id_field not in record:
             raise DataFormatError(path, "missing id", row=row, field_name=id_field)
-        doc_id = _as_text(path, row, id_field, record[id_field], required=True)
+        doc_id = _as_id(path, row, id_field, record[id_field])
         if "text" not in record:
             raise DataFormatError(path, "missing text", row=row, field_name="text")
         text = _as_text(path, row, "text", record["text"], required=True)

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from components.data import DataFormatError, check_dataset, load_dataset, read_qrels
@@ -140,3 +142,102 @@ def test_missing_directory_and_split(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope")
     with pytest.raises(DataFormatError, match=r"missing qrels split\(s\) \['train'\]"):
         load_dataset(make_beir(tmp_path / "ds"), splits=("train",))
+
+
+BAD = Path(__file__).resolve().parent / "data" / "bad"
+
+
+def user_dataset(root: Path, corpus: pd.DataFrame | pa.Table | list[dict]) -> Path:
+    """A user-format dataset with the given corpus (Parquet for a table, else JSONL)."""
+    (root / "qrels").mkdir(parents=True)
+    if isinstance(corpus, pd.DataFrame):
+        corpus.to_parquet(root / "corpus.parquet")
+    elif isinstance(corpus, pa.Table):
+        pq.write_table(corpus, root / "corpus.parquet")
+    else:
+        write_jsonl(root / "corpus.jsonl", corpus)
+    write_jsonl(root / "queries.jsonl", [{"id": "q1", "text": "a question"}])
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t1\t1\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "corpus, expected",
+    [
+        (
+            pd.DataFrame({"id": ["1", "2"], "text": [7, 8]}),  # an int64 column
+            r"corpus\.parquet, row 1, field 'text': expected a string, got int 7",
+        ),
+        (
+            [{"id": "1", "text": "ok"}, {"id": "2", "title": 3.5, "text": "ok"}],
+            r"corpus\.jsonl, row 2, field 'title': expected a string, got float 3\.5",
+        ),
+        (
+            [{"id": "1", "text": ["a", "list"]}],
+            r"corpus\.jsonl, row 1, field 'text': expected a string, got list \['a', 'list'\]",
+        ),
+    ],
+)
+def test_non_string_text_or_title_is_rejected_not_converted(
+    corpus: pd.DataFrame | list[dict], expected: str, tmp_path: Path
+) -> None:
+    with pytest.raises(DataFormatError, match=expected):
+        load_dataset(user_dataset(tmp_path / "ds", corpus))
+
+
+def test_number_in_beir_jsonl_text_names_file_row_and_field() -> None:
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(BAD / "wrong_text_type")
+    assert str(info.value).endswith(
+        "wrong_text_type/corpus.jsonl, row 2, field 'text': expected a string, got int 42"
+    )
+    assert (info.value.row, info.value.field_name) == (2, "text")
+
+
+def test_integer_ids_are_accepted_as_strings(tmp_path: Path) -> None:
+    jsonl = load_dataset(user_dataset(tmp_path / "jsonl", [{"id": 1, "text": "one"}]))
+    parquet = load_dataset(
+        user_dataset(tmp_path / "parquet", pd.DataFrame({"id": [1, 20], "text": ["a", "b"]}))
+    )
+    assert jsonl.corpus["id"].tolist() == ["1"]
+    assert parquet.corpus["id"].tolist() == ["1", "20"]
+    check_dataset(parquet, tmp_path / "parquet")  # qrels id '1' resolves
+
+
+@pytest.mark.parametrize(
+    "corpus, expected",
+    [
+        (
+            pd.DataFrame({"id": [1.0, 2.0], "text": ["a", "b"]}),  # a float64 column
+            r"corpus\.parquet, row 1, field 'id': ids must be strings or integers, got float 1\.0",
+        ),
+        (
+            [{"id": "1", "text": "a"}, {"id": 1.5, "text": "b"}],
+            r"corpus\.jsonl, row 2, field 'id': ids must be strings or integers, got float 1\.5",
+        ),
+        (
+            [{"id": True, "text": "a"}],
+            r"corpus\.jsonl, row 1, field 'id': ids must be strings or integers, got bool True",
+        ),
+        (
+            # An int64 column with a null, written without pandas metadata: pandas would
+            # read it as float64 (1.0) and reject row 1; the stored int 1 is fine.
+            pa.table({"id": pa.array([1, None], pa.int64()), "text": ["a", "b"]}),
+            r"corpus\.parquet, row 2, field 'id': missing value",
+        ),
+    ],
+)
+def test_non_integer_ids_are_rejected_at_load_time(
+    corpus: pd.DataFrame | pa.Table | list[dict], expected: str, tmp_path: Path
+) -> None:
+    with pytest.raises(DataFormatError, match=expected):
+        load_dataset(user_dataset(tmp_path / "ds", corpus))
+
+
+def test_float_query_ids_name_the_queries_file() -> None:
+    with pytest.raises(
+        DataFormatError,
+        match=r"float_ids/queries\.jsonl, row 2, field 'id': ids must be strings or "
+        r"integers, got float 2\.0",
+    ):
+        load_dataset(BAD / "float_ids")

@@ -30,6 +30,10 @@ CASES = {
     "non_numeric_score": "non_numeric_score/qrels/test.tsv, row 3, field 'score': score must "
     "be an integer",
     "bad_labels": "bad_labels/qrels/test.tsv, row 3, field 'score': -1",
+    "wrong_text_type": "wrong_text_type/corpus.jsonl, row 2, field 'text': expected a string, "
+    "got int 42",
+    "float_ids": "float_ids/queries.jsonl, row 2, field 'id': ids must be strings or integers, "
+    "got float 2.0",
 }
 
 
@@ -61,6 +65,7 @@ def test_validate_rejects_bad_dataset(
     err = capsys.readouterr().err
     assert code == 1
     assert CASES[case] in err
+    assert "Traceback" not in err
     assert "FAILED" in err or "failed" in err
     assert not (runs / "validation" / "passed.json").exists()
     assert (runs / "validation" / "summary.txt").is_file()  # kept for inspection

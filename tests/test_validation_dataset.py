@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from components.atomic import staged_directory
@@ -246,3 +247,28 @@ def test_data_docs_with_a_relative_artifacts_dir(
     )
     assert report.success
     assert (tmp_path / "runs" / "validation" / "data_docs" / "index.html").exists()
+
+
+def test_number_in_text_is_a_failed_parse_check() -> None:
+    report = validate_dataset(BAD / "wrong_text_type")
+    summary = _failing(report)
+    assert [s.name for s in report.suites] == ["parse"]
+    assert (
+        "wrong_text_type/corpus.jsonl, row 2, field 'text': expected a string, got int 42"
+    ) in summary
+
+
+def test_int64_parquet_text_column_fails_validation(tmp_path: Path) -> None:
+    pd.DataFrame({"id": ["d1", "d2"], "text": [10, 11]}).to_parquet(tmp_path / "corpus.parquet")
+    summary = _failing(validate_dataset(tmp_path))
+    assert "corpus.parquet, row 1, field 'text': expected a string, got int 10" in summary
+
+
+def test_float_ids_are_a_failed_parse_check_not_unknown_qrels_ids() -> None:
+    report = validate_dataset(BAD / "float_ids")
+    summary = _failing(report)
+    assert [s.name for s in report.suites] == ["parse"]
+    assert (
+        "float_ids/queries.jsonl, row 2, field 'id': ids must be strings or integers, got float 2.0"
+    ) in summary
+    assert "unknown" not in summary
