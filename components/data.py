@@ -312,7 +312,23 @@ def load_dataset(
         missing = sorted(set(splits) - set(qrels))
         if missing:
             raise DataFormatError(qrels_dir, f"missing qrels split(s) {missing}")
+    if queries_path is None:
+        _require_no_labels(root, qrels)
     return RetrievalDataset(name=name or root.name, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def _require_no_labels(root: Path, qrels: dict[str, pd.DataFrame]) -> None:
+    """Without a queries file, labels cannot resolve: say the file is missing, rather than
+    letting every qrels row fail later as an unknown query id. A corpus alone (no labels)
+    is a valid unsupervised-only dataset."""
+    labelled = [split for split, frame in sorted(qrels.items()) if len(frame)]
+    if labelled:
+        raise DataFormatError(
+            root,
+            "no queries file (queries.jsonl, queries.jsonl.gz or queries.parquet), but "
+            f"qrels/{labelled[0]}.tsv has relevance labels; add the queries file, or remove "
+            "qrels/ for an unsupervised-only dataset",
+        )
 
 
 def _id_field(path: Path) -> str:

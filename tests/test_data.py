@@ -241,3 +241,25 @@ def test_float_query_ids_name_the_queries_file() -> None:
         r"integers, got float 2\.0",
     ):
         load_dataset(BAD / "float_ids")
+
+
+def test_missing_queries_file_is_named_when_qrels_exist() -> None:
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(BAD / "missing_queries")
+    message = str(info.value)
+    assert message.endswith(
+        "missing_queries: no queries file (queries.jsonl, queries.jsonl.gz or "
+        "queries.parquet), but qrels/test.tsv has relevance labels; add the queries file, "
+        "or remove qrels/ for an unsupervised-only dataset"
+    )
+    assert "unknown" not in message
+
+
+def test_corpus_without_queries_or_labels_is_an_unsupervised_dataset(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    (root / "qrels").mkdir(parents=True)
+    write_jsonl(root / "corpus.jsonl", [{"id": "d1", "text": "only documents"}])
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")  # header only
+    ds = load_dataset(root)
+    assert (len(ds.corpus), len(ds.queries), len(ds.qrels["test"])) == (1, 0, 0)
+    check_dataset(ds, root)

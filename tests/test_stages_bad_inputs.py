@@ -34,6 +34,8 @@ CASES = {
     "got int 42",
     "float_ids": "float_ids/queries.jsonl, row 2, field 'id': ids must be strings or integers, "
     "got float 2.0",
+    "missing_queries": "missing_queries: no queries file (queries.jsonl, queries.jsonl.gz or "
+    "queries.parquet), but qrels/test.tsv has relevance labels",
 }
 
 

@@ -272,3 +272,12 @@ def test_float_ids_are_a_failed_parse_check_not_unknown_qrels_ids() -> None:
         "float_ids/queries.jsonl, row 2, field 'id': ids must be strings or integers, got float 2.0"
     ) in summary
     assert "unknown" not in summary
+
+
+def test_missing_queries_file_is_a_failed_parse_check() -> None:
+    report = validate_dataset(BAD / "missing_queries")
+    summary = _failing(report)
+    assert [s.name for s in report.suites] == ["parse"]
+    assert "missing_queries: no queries file (queries.jsonl, queries.jsonl.gz or " in summary
+    assert "but qrels/test.tsv has relevance labels" in summary
+    assert "unknown" not in summary
