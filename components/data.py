@@ -30,8 +30,9 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import reprlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ import pandas as pd
 CORPUS_COLUMNS = ["id", "title", "text"]
 QUERY_COLUMNS = ["id", "text"]
 QRELS_COLUMNS = ["query_id", "doc_id", "score"]
+_QRELS_FIELDS = ("query-id", "corpus-id", "score")  # the TSV header
 
 
 class DataFormatError(ValueError):
@@ -121,6 +123,58 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8-sig", newline=None)  # noqa: SIM115 - caller closes
 
 
+_JSON_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
+
+
+def last_json_key(fragment: str) -> str | None:
+    """The last ``"key":`` in the start of a JSON line: the field a position there is in."""
+    keys = _JSON_KEY.findall(fragment)
+    return keys[-1] if keys else None
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes (gunzipped), split at LF, CRLF and CR as text mode does."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for chunk in handle:  # chunks end at LF, so a CRLF pair is never split
+            yield from chunk.splitlines()
+
+
+def _jsonl_field_at(line: bytes, offset: int) -> str | None:
+    """The JSON field that byte ``offset`` of a line falls in (bytes before it are valid)."""
+    return last_json_key(line[:offset].decode("utf-8"))
+
+
+def _tsv_field_at(line: bytes, offset: int) -> str | None:
+    """The qrels column that byte ``offset`` of a line falls in."""
+    column = line[:offset].count(b"\t")
+    return _QRELS_FIELDS[column] if column < len(_QRELS_FIELDS) else None
+
+
+def _utf8_error(path: Path, field_at: Callable[[bytes, int], str | None]) -> DataFormatError:
+    """The first non-UTF-8 byte as line, byte column and field (``field_at(line, offset)``).
+
+    The decoder's own error gives an offset into a read buffer, which means nothing to a
+    user; this rescans the file line by line, on the error path only. A UTF-8 sequence
+    never contains a newline byte, so decoding line by line finds the same first error.
+    """
+    try:
+        for line_number, line in enumerate(_raw_lines(path), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataFormatError(
+                    path,
+                    f"not valid UTF-8: byte 0x{line[exc.start]:02x} at byte column "
+                    f"{exc.start + 1} ({exc.reason}); save the file as UTF-8",
+                    row=line_number,
+                    field_name=field_at(line, exc.start),
+                )
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        return DataFormatError(path, f"unreadable file ({exc})")
+    return DataFormatError(path, "not valid UTF-8; save the file as UTF-8")
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; malformed lines raise."""
     with _open_text(path) as handle:
@@ -137,7 +191,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 if not isinstance(record, dict):
                     raise DataFormatError(path, "expected a JSON object", row=line_number)
                 yield line_number, record
-        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        except UnicodeDecodeError as exc:
+            raise _utf8_error(path, _jsonl_field_at) from exc
+        except (gzip.BadGzipFile, EOFError) as exc:
             raise DataFormatError(path, f"unreadable file ({exc})") from exc
 
 
@@ -222,8 +278,11 @@ def _read_records(path: Path, id_field: str, with_title: bool) -> pd.DataFrame:
 def read_qrels(path: Path) -> pd.DataFrame:
     """Read a BEIR qrels TSV (header line, tab-separated, LF or CRLF) into a frame."""
     rows: list[tuple[str, str, int]] = []
-    with _open_text(path) as handle:
-        lines = handle.read().splitlines()
+    try:
+        with _open_text(path) as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise _utf8_error(path, _tsv_field_at) from exc
     if not lines:
         raise DataFormatError(
             path, "empty file: expected a header 'query-id corpus-id score'", row=1
@@ -233,7 +292,6 @@ def read_qrels(path: Path) -> pd.DataFrame:
         raise DataFormatError(
             path, f"expected header 'query-id\\tcorpus-id\\tscore', got {lines[0]!r}", row=1
         )
-    names = ("query-id", "corpus-id", "score")
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -243,9 +301,9 @@ def read_qrels(path: Path) -> pd.DataFrame:
                 path,
                 f"expected 3 tab-separated fields, got {len(cells)}",
                 row=line_number,
-                field_name=names[len(cells)],
+                field_name=_QRELS_FIELDS[len(cells)],
             )
-        for name, cell in zip(names, cells[:3], strict=True):
+        for name, cell in zip(_QRELS_FIELDS, cells[:3], strict=True):
             if not cell:
                 raise DataFormatError(path, "empty value", row=line_number, field_name=name)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -263,3 +264,40 @@ def test_corpus_without_queries_or_labels_is_an_unsupervised_dataset(tmp_path: P
     ds = load_dataset(root)
     assert (len(ds.corpus), len(ds.queries), len(ds.qrels["test"])) == (1, 0, 0)
     check_dataset(ds, root)
+
+
+def not_utf8_lines(bad_line: int) -> bytes:
+    """CRLF JSONL with multi-byte characters before a lone 0xff on line ``bad_line``:
+    the error lies past the decoder's first buffer, and byte and character columns differ."""
+    lines = [
+        json.dumps({"_id": f"d{n}", "title": "café", "text": f"doc {n}"}, ensure_ascii=False)
+        for n in range(1, 2000)
+    ]
+    lines[bad_line - 1] = '{"_id": "bad", "title": "café", "text": "x\udcff"}'
+    return "\r\n".join(lines).encode("utf-8", errors="surrogateescape") + b"\r\n"
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.jsonl.gz"])
+def test_non_utf8_byte_names_line_byte_column_and_field(name: str, tmp_path: Path) -> None:
+    root = make_beir(tmp_path / "ds")
+    (root / "corpus.jsonl").unlink()
+    data = b"\xef\xbb\xbf" + not_utf8_lines(bad_line=1500)  # a BOM does not shift rows
+    (root / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    # '{"_id": "bad", "title": "café", "text": "x' is 43 bytes (é is two).
+    with pytest.raises(
+        DataFormatError,
+        match=rf"{re.escape(name)}, row 1500, field 'text': not valid UTF-8: byte 0xff at "
+        r"byte column 44 \(invalid start byte\); save the file as UTF-8$",
+    ):
+        load_dataset(root)
+
+
+def test_non_utf8_byte_in_qrels_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "test.tsv"
+    path.write_bytes(b"query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\nq1\td\xe92\t1\r\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"test\.tsv, row 3, field 'corpus-id': not valid UTF-8: byte 0xe9 at byte "
+        r"column 5 \(invalid continuation byte\)",
+    ):
+        read_qrels(path)

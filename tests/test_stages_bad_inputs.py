@@ -8,11 +8,14 @@ and stale outputs of an earlier good run are gone, so no later stage can consume
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_stages_support import BAD, DIM, FAST, TINY, unit_rows
 
@@ -71,6 +74,64 @@ def test_validate_rejects_bad_dataset(
     assert "FAILED" in err or "failed" in err
     assert not (runs / "validation" / "passed.json").exists()
     assert (runs / "validation" / "summary.txt").is_file()  # kept for inspection
+
+
+QUERIES = b'{"_id": "q1", "text": "what is alpha?"}\n'
+QRELS = b"query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+CORPUS = b'{"_id": "d1", "title": "Alpha", "text": "Alpha document text."}\n'
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+# Files that are awkward to commit (binary, non-UTF-8): file name -> bytes, expected message.
+GENERATED: dict[str, tuple[dict[str, bytes], str]] = {
+    "int64_text_parquet": (
+        {"corpus.parquet": _parquet(pd.DataFrame({"id": ["d1"], "text": [7]}))},
+        "corpus.parquet, row 1, field 'text': expected a string, got int 7",
+    ),
+    "float_ids_parquet": (
+        {"corpus.parquet": _parquet(pd.DataFrame({"id": [1.0], "text": ["a"]}))},
+        "corpus.parquet, row 1, field 'id': ids must be strings or integers, got float 1.0",
+    ),
+    "non_utf8_jsonl": (
+        {"corpus.jsonl": CORPUS + b'{"_id": "d2", "text": "caf\xe9"}\n'},
+        "corpus.jsonl, row 2, field 'text': not valid UTF-8: byte 0xe9 at byte column 27",
+    ),
+    "non_utf8_jsonl_gz": (
+        {"corpus.jsonl.gz": gzip.compress(CORPUS + b'{"_id": "d2", "text": "\xff"}\n')},
+        "corpus.jsonl.gz, row 2, field 'text': not valid UTF-8: byte 0xff at byte column 24",
+    ),
+    "non_utf8_qrels": (
+        {"qrels/test.tsv": QRELS + b"q\xff\td1\t1\n"},
+        "qrels/test.tsv, row 3, field 'query-id': not valid UTF-8: byte 0xff at byte column 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENERATED))
+def test_validate_rejects_generated_bad_files(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files, expected = GENERATED[case]
+    dataset = tmp_path / case
+    (dataset / "qrels").mkdir(parents=True)
+    defaults = {"queries.jsonl": QUERIES, "qrels/test.tsv": QRELS}
+    if not any(name.startswith("corpus.") for name in files):
+        defaults["corpus.jsonl"] = CORPUS
+    for name, data in {**defaults, **files}.items():
+        (dataset / name).write_bytes(data)
+    runs = tmp_path / "runs"
+    stale_outputs(runs)
+    code = cli.main(["validate", *args(runs, "--dataset", str(dataset))])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{case}/{expected}" in err
+    assert "Traceback" not in err
+    assert not (runs / "validation" / "passed.json").exists()
 
 
 def test_pipeline_stops_at_first_failure(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from components.data import last_json_key
 
 _TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 
@@ -105,9 +106,6 @@ def qrels_source(path: Path | None, label: str, n_rows: int) -> TableSource:
     return TableSource(str(path) if path is not None else label, tuple(rows), dict(QRELS_FIELDS))
 
 
-_JSON_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
-
-
 def json_error_field(path: Path, row: int) -> str | None:
     """The field whose value holds the syntax error on line ``row`` of a JSONL file.
 
@@ -128,6 +126,5 @@ def json_error_field(path: Path, row: int) -> str | None:
     try:
         json.loads(line)
     except json.JSONDecodeError as exc:
-        keys = _JSON_KEY.findall(line[: exc.pos])
-        return keys[-1] if keys else None
+        return last_json_key(line[: exc.pos])
     return None
