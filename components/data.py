@@ -245,7 +245,11 @@ def _parquet_records(path: Path) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several unrelated types
-        raise DataFormatError(path, f"unreadable Parquet file ({exc})") from exc
+        raise _unreadable_parquet(path, exc) from exc
+
+
+def _unreadable_parquet(path: Path, exc: Exception) -> DataFormatError:
+    return DataFormatError(path, f"unreadable Parquet file ({exc})")
 
 
 def _read_records(path: Path, id_field: str, with_title: bool) -> pd.DataFrame:
@@ -393,7 +397,10 @@ def _id_field(path: Path) -> str:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        names = pq.read_schema(path).names
+        try:
+            names = pq.read_schema(path).names
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise _unreadable_parquet(path, exc) from exc
         return "_id" if "_id" in names and "id" not in names else "id"
     for _, record in _iter_jsonl(path):
         return "_id" if "_id" in record and "id" not in record else "id"

@@ -301,3 +301,11 @@ def test_non_utf8_byte_in_qrels_names_line_and_column(tmp_path: Path) -> None:
         r"column 5 \(invalid continuation byte\)",
     ):
         read_qrels(path)
+
+
+def test_corrupt_parquet_is_a_data_format_error(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "corpus.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataFormatError, match=r"corpus\.parquet: unreadable Parquet file \("):
+        load_dataset(root)

@@ -97,6 +97,10 @@ GENERATED: dict[str, tuple[dict[str, bytes], str]] = {
         {"corpus.parquet": _parquet(pd.DataFrame({"id": [1.0], "text": ["a"]}))},
         "corpus.parquet, row 1, field 'id': ids must be strings or integers, got float 1.0",
     ),
+    "corrupt_parquet": (
+        {"corpus.parquet": b"not parquet"},
+        "corpus.parquet: unreadable Parquet file (",
+    ),
     "non_utf8_jsonl": (
         {"corpus.jsonl": CORPUS + b'{"_id": "d2", "text": "caf\xe9"}\n'},
         "corpus.jsonl, row 2, field 'text': not valid UTF-8: byte 0xe9 at byte column 27",
