@@ -27,12 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.scifact_embeddings import DEFAULT_CACHE, cached_embeddings  # noqa: E402
 from components.baselines import PCAProjection, SVDRotation, Truncation  # noqa: E402
-from components.config import (  # noqa: E402
-    MethodConfig,
-    load_params,
-)
+from components.config import MethodConfig  # noqa: E402
 from components.data import load_dataset  # noqa: E402
 from components.evaluation import EvaluationReport, evaluate_methods  # noqa: E402
+from components.params import load_params  # noqa: E402
 from components.runtime import configure_environment  # noqa: E402
 from components.training import TrainingResult, train_adaptor  # noqa: E402
 

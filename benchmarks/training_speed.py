@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.scifact_embeddings import DEFAULT_CACHE, cached_embeddings  # noqa: E402
-from components.config import load_params  # noqa: E402
 from components.data import load_dataset  # noqa: E402
+from components.params import load_params  # noqa: E402
 from components.runtime import configure_environment  # noqa: E402
 from components.training import train_adaptor  # noqa: E402
 

@@ -8,16 +8,22 @@ Stages (each also runnable by its ``dvc.yaml`` name with ``matryoshka stage NAME
     matryoshka finetune   [--dataset DIR]      stage 2 (train labels)     -> runs/finetune
     matryoshka evaluate   [--dataset DIR]      all methods, test split    -> runs/evaluation
 
-    matryoshka results                         last evaluation table + recommended dimension
-    matryoshka run [--dataset DIR] [--provider NAME]   the whole retraining flow (Prefect)
+    matryoshka results [--run ID]              a run's evaluation table + recommended dimension
+    matryoshka run [--dataset DIR] [--provider NAME] [--apply]
+                                               the whole retraining flow (Prefect), in an
+                                               isolated workspace: the checkout is not written
+    matryoshka runs                            the runs of this project and their status
+    matryoshka apply RUN [--with-params]       copy a finished run's outputs + dvc.lock here
 
 Every command takes ``--params FILE`` (default ``params.yaml``) and ``--set KEY=VALUE``
 (repeatable; dotted keys into params.yaml, values read as YAML, e.g.
 ``--set method.train.unsupervised.max_iterations=200 --set evaluation.dims=[64,128]``).
 
-Exit codes: 0 success; 1 a validation or stage failure (the summary is printed on stderr);
-2 usage errors and invalid params. Heavy packages (torch, Great Expectations, Prefect,
-MLflow, sentence-transformers) are imported inside the command handlers only, so
+Exit codes: 0 success; 1 a validation or stage failure (one message on stderr: the summary
+naming file, row and field, or the stage's error); 2 usage errors and invalid params; 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM). Tracebacks only with ``-v`` (and always in a
+run's ``flow.log``). Heavy packages (torch, Great Expectations, Prefect, MLflow,
+sentence-transformers) are imported inside the command handlers only, so
 ``matryoshka --help`` is instant.
 """
 
@@ -25,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_RUNS = Path("runs")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 log = logging.getLogger("components.cli")
 
@@ -53,7 +62,7 @@ _QUIET_LOGGERS = (
 
 def _override(text: str) -> tuple[str, Any]:
     """argparse ``type`` of ``--set``: ``KEY=VALUE`` -> ``(key, yaml value)``."""
-    from components.stages.common import parse_override
+    from components.params import parse_override
 
     try:
         return parse_override(text)
@@ -101,13 +110,13 @@ def _add_common(
 
 def _params(args: argparse.Namespace, *, missing_ok: bool = False) -> Any:
     """PipelineParams from ``--params`` + ``--set`` (+ ``--dataset`` as dataset.path)."""
-    from components.stages.common import load_stage_params
+    from components.params import load_params
 
     overrides = dict(args.overrides)
     if getattr(args, "dataset", None) is not None:
         overrides["dataset.path"] = str(args.dataset)
     path = args.params if args.params is not None else DEFAULT_PARAMS
-    return load_stage_params(path, overrides, missing_ok=missing_ok or args.params is None)
+    return load_params(path, overrides, missing_ok=missing_ok or args.params is None)
 
 
 def _layout(args: argparse.Namespace) -> Any:
@@ -116,29 +125,59 @@ def _layout(args: argparse.Namespace) -> Any:
     return RunLayout(root=getattr(args, "runs_dir", DEFAULT_RUNS))
 
 
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one message for an exception a command raised."""
+    from components.data import DataFormatError
+    from components.embedding import EmbeddingError, EmbeddingStoreError
+    from components.embedding.cache import CacheCorruptError
+    from components.params import ParamsError
+    from components.runs import ApplyError, WorkspaceError
+    from components.stages.common import StageError
+    from components.stages.graph import StageGraphError
+    from components.validation import DataValidationError
+
+    notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
+    if isinstance(exc, DataValidationError):
+        return EXIT_FAILED, f"{exc}{notes}"
+    if isinstance(exc, ParamsError | StageGraphError):
+        return EXIT_USAGE, f"error: {exc}{notes}"
+    known = (
+        StageError,
+        DataFormatError,
+        EmbeddingError,
+        EmbeddingStoreError,
+        CacheCorruptError,
+        ApplyError,
+        WorkspaceError,
+    )
+    if isinstance(exc, known) or type(exc).__name__ == "StageFailedError":
+        return EXIT_FAILED, f"error: {exc}{notes}"
+    return (
+        EXIT_FAILED,
+        f"error: {type(exc).__name__}: {exc}{notes}\n"
+        "(an unexpected error: run with -v for the traceback)",
+    )
+
+
 def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Map the pipeline's exceptions to exit codes and one clear message on stderr."""
+    """Map the pipeline's exceptions to exit codes and one clear message on stderr; the
+    traceback only with ``-v``."""
 
     def run(args: argparse.Namespace) -> int:
         from components.runtime import configure_environment
 
         configure_environment()
-        from components.data import DataFormatError
-        from components.embedding import EmbeddingError, EmbeddingStoreError
-        from components.stages.common import ParamsError, StageError
-        from components.validation import DataValidationError
-
         try:
             return handler(args)
-        except DataValidationError as exc:
-            print(str(exc), file=sys.stderr)
-            return EXIT_FAILED
-        except ParamsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except (StageError, DataFormatError, EmbeddingError, EmbeddingStoreError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            code, message = _failure(exc)
+            if getattr(args, "verbose", False):
+                traceback.print_exc(file=sys.stderr)
+            print(message, file=sys.stderr)
+            return code
 
     run.__doc__ = handler.__doc__
     return run
@@ -147,12 +186,12 @@ def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 # --- stage handlers --------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
     """validate: GX dataset suites; exit 1 with the summary when a suite fails."""
-    from components.stages import dataset_config, run_validate
+    from components.stages import run_validate
 
     params = _params(args, missing_ok=True)
     out = args.out if args.out is not None else _layout(args).validation
     report = run_validate(
-        dataset_config(params).path, params, out, build_docs=False if args.no_docs else None
+        params.dataset.path, params, out, build_docs=False if args.no_docs else None
     )
     print(report.summary())
     return EXIT_OK
@@ -161,7 +200,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     """embed: extraction into the cache, matrices to --out, then the GX embeddings suite."""
     from components.embedding.cli import _OVERRIDES
-    from components.stages import dataset_config, run_embed
+    from components.stages import run_embed
 
     for flag, (field, _, _) in _OVERRIDES.items():
         value = getattr(args, flag[2:].replace("-", "_"), None)
@@ -171,7 +210,7 @@ def _embed(args: argparse.Namespace) -> int:
         args.overrides.append(("embedding.normalize", False))
     params = _params(args)
     out = args.out if args.out is not None else _layout(args).embeddings
-    artifacts = run_embed(dataset_config(params).path, params, out)
+    artifacts = run_embed(params.dataset.path, params, out)
     print(
         f"embeddings: corpus {artifacts.corpus.shape}, queries {artifacts.queries.shape} "
         f"({artifacts.meta.get('provider')}, {artifacts.meta.get('model')}) -> {out}"
@@ -217,57 +256,125 @@ def _stage_by_name(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    """results: print the last evaluation table and the recommended dimension."""
+    """results: print a run's evaluation table and the recommended dimension."""
     from components.stages.evaluate import format_results, load_results
 
-    path = args.metrics if args.metrics is not None else _layout(args).evaluation
-    directory = path.parent if path.suffix == ".json" else path
+    if args.metrics is not None:
+        path = args.metrics
+        directory = path.parent if path.suffix == ".json" else path
+    elif args.runs_dir is not None:
+        directory = _layout(args).evaluation
+    else:
+        directory = _evaluation_dir(args)
     print(format_results(load_results(directory)))
     return EXIT_OK
 
 
+def _evaluation_dir(args: argparse.Namespace) -> Path:
+    """``--run``'s evaluation, else the newest finished run's, else ``runs/evaluation``."""
+    from components.runs import FINISHED, RunRecord, RunsLayout
+    from components.stages.common import RunLayout
+
+    layout = RunsLayout(Path.cwd())
+    run = getattr(args, "run", None)
+    ids = [run] if run not in (None, "latest") else list(reversed(layout.run_ids()))
+    for run_id in ids:
+        record = RunRecord.load(layout.run_dir(run_id))
+        candidate = record.workspace / RunLayout().evaluation
+        if record.status == FINISHED and (candidate / "metrics.json").is_file():
+            print(f"run {run_id} ({record.data.get('finished_at')}):")
+            return candidate
+        if run not in (None, "latest"):
+            from components.stages import StageError
+
+            raise StageError(f"run {run_id} is {record.status} and has no evaluation")
+    return RunLayout().evaluation
+
+
 def _run(args: argparse.Namespace) -> int:
     """run: the whole retraining flow (pipelines.retraining:retraining_flow)."""
-    import importlib
-    import inspect
-
-    try:
-        module = importlib.import_module("pipelines.retraining")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pipelines", "pipelines.retraining"):
-            raise
+    _params(args)  # fail fast (exit 2) on a bad params file or override
+    if args.params is not None and args.params.resolve() != DEFAULT_PARAMS.resolve():
         print(
-            "error: the retraining flow is not available (pipelines/retraining.py with "
-            "retraining_flow is missing); run the stages with `dvc repro` or "
-            "`matryoshka stage NAME` instead",
+            f"error: a run reads the project's params.yaml; --params {args.params} is not "
+            "supported by `run` (use --set KEY=VALUE)",
             file=sys.stderr,
         )
-        return EXIT_FAILED
-    flow = getattr(module, "retraining_flow", None)
-    if flow is None:
-        print("error: pipelines.retraining has no retraining_flow", file=sys.stderr)
-        return EXIT_FAILED
-    _params(args)  # fail fast (exit 2) on a bad params file or override
-    kwargs: dict[str, Any] = {
-        "dataset": str(args.dataset) if args.dataset else None,
-        "provider": args.provider,
-        "overrides": dict(args.overrides),
-    }
-    accepted = inspect.signature(getattr(flow, "fn", flow)).parameters
-    if args.params is not None:
-        names = [n for n in ("params", "params_path") if n in accepted]
-        if names:
-            kwargs[names[0]] = str(args.params)
-        elif args.params.resolve() != DEFAULT_PARAMS.resolve():
-            print(
-                f"error: the retraining flow reads params.yaml of the project; --params "
-                f"{args.params} is not supported by `run` (use --set KEY=VALUE)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-    result = flow(**kwargs)
-    if result is not None:
-        print(result)
+        return EXIT_USAGE
+    signal.signal(signal.SIGTERM, _terminated)
+    from pipelines.retraining import retraining_flow
+
+    _quiet_console(args.verbose)
+    result = retraining_flow(
+        dataset=str(args.dataset) if args.dataset else None,
+        provider=args.provider,
+        overrides=dict(args.overrides),
+        apply=args.apply,
+    )
+    print(result)
+    return EXIT_OK
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM outside Prefect's own handler (which cleans up first, then re-sends it)."""
+    print("terminated (SIGTERM)", file=sys.stderr)
+    raise SystemExit(EXIT_TERMINATED)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """runs: this project's runs, newest last."""
+    from components.runs import RunRecord, RunsLayout, reap_orphans
+
+    layout = RunsLayout(Path.cwd())
+    reap_orphans(layout)
+    ids = layout.run_ids()[-args.last :] if args.last else layout.run_ids()
+    if not ids:
+        print(f"no runs yet in {layout.root}")
+        return EXIT_OK
+    for run_id in ids:
+        data = RunRecord.load(layout.run_dir(run_id)).data
+        overrides = ", ".join(f"{k}={v}" for k, v in sorted((data.get("overrides") or {}).items()))
+        version = (data.get("registry") or {}).get("version") or ""
+        line = f"{run_id}  {data.get('status', '?'):<8}  step {data.get('step')}"
+        if data.get("applied_at"):
+            line += "  applied"
+        if overrides:
+            line += f"  [{overrides}]"
+        if version:
+            line += f"  v{version}"
+        if data.get("message") and data.get("status") != "finished":
+            line += f"\n    {str(data['message']).splitlines()[0]}"
+        print(line)
+    return EXIT_OK
+
+
+def _apply(args: argparse.Namespace) -> int:
+    """apply: copy a finished run's outputs and dvc.lock into the checkout."""
+    from components.params import read_params_file
+    from components.runs import RunRecord, RunsLayout, apply_run
+    from components.stages.graph import load_stage_graph, stage_outputs
+
+    layout = RunsLayout(Path.cwd())
+    run_id = args.run
+    if run_id == "latest":
+        finished = [
+            r for r in layout.run_ids() if RunRecord.load(layout.run_dir(r)).status == "finished"
+        ]
+        if not finished:
+            print("error: no finished run to apply", file=sys.stderr)
+            return EXIT_FAILED
+        run_id = finished[-1]
+    workspace = RunRecord.load(layout.run_dir(run_id)).workspace
+    stages = load_stage_graph(
+        workspace / "dvc.yaml", read_params_file(workspace / "params.yaml", missing_ok=True)
+    )
+    applied = apply_run(
+        layout, run_id, stage_outputs(stages), force=args.force, with_params=args.with_params
+    )
+    print(
+        f"applied run {run_id}: {', '.join(applied.outputs)} and {', '.join(applied.files)} "
+        f"written to {layout.project}"
+    )
     return EXIT_OK
 
 
@@ -325,27 +432,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     results = sub.add_parser(
         "results",
-        help="print the last evaluation table",
-        description="Print runs/evaluation/metrics.json as a table with the recommended dimension.",
+        help="print a run's evaluation table",
+        description="Print a run's evaluation (metrics.json) as a table with the recommended "
+        "dimension: --run ID, else the newest finished run, else runs/evaluation.",
     )
-    _add_common(results, dataset=False)
+    _add_common(results, dataset=False, runs_dir=False)
+    results.add_argument(
+        "--runs-dir", type=Path, default=None, help="read <runs-dir>/evaluation instead of a run"
+    )
+    results.add_argument("--run", default=None, help="run id (default: the newest finished)")
     results.add_argument(
         "--metrics",
         type=Path,
         default=None,
-        help="metrics.json or its directory (default: runs/evaluation)",
+        help="metrics.json or its directory (instead of a run's)",
     )
     results.set_defaults(handler=_guard(_results))
 
     run = sub.add_parser(
         "run",
-        help="run the whole retraining flow (Prefect)",
-        description="Run the retraining flow: validate, embed, pretrain, "
-        "finetune, evaluate, with tracking (pipelines.retraining).",
+        help="run the whole retraining flow (Prefect) in an isolated workspace",
+        description="Run the retraining flow: validate, embed, pretrain, finetune, evaluate, "
+        "with tracking and registration, in a workspace of its own under .matryoshka/runs/ "
+        "(the checkout is not written; see `matryoshka apply`).",
     )
     _add_common(run, runs_dir=False)
     run.add_argument("--provider", default=None, help="embedding provider override")
+    run.add_argument(
+        "--apply",
+        action="store_true",
+        help="when the run succeeds, copy its outputs and dvc.lock into the checkout",
+    )
     run.set_defaults(handler=_guard(_run))
+
+    runs = sub.add_parser(
+        "runs",
+        help="list this project's runs",
+        description="The runs under .matryoshka/runs/ with status, step and overrides; "
+        "runs whose process died are marked failed first.",
+    )
+    runs.add_argument("--last", type=int, default=20, help="show the newest N (0 = all)")
+    runs.set_defaults(handler=_guard(_runs))
+
+    apply = sub.add_parser(
+        "apply",
+        help="copy a finished run's outputs and dvc.lock into the checkout",
+        description="Copy run RUN's stage outputs (runs/...) and dvc.lock into the checkout, "
+        "each replaced atomically. Refused when the checkout changed since the run started "
+        "(--force) or the run had overrides (--with-params also writes its params.yaml).",
+    )
+    apply.add_argument("run", help="run id, or 'latest' (the newest finished run)")
+    apply.add_argument("--force", action="store_true", help="apply even if the checkout changed")
+    apply.add_argument(
+        "--with-params",
+        action="store_true",
+        help="also write the run's params.yaml (for a run with --set overrides)",
+    )
+    apply.set_defaults(handler=_guard(_apply))
 
     add_registry_commands(sub)  # promote, rollback, review-report
     return parser
@@ -374,6 +517,50 @@ def _configure_logging(verbose: bool, level_name: str | None = None) -> None:
 def _quiet_filter(record: logging.LogRecord) -> bool:
     """Drop INFO/DEBUG records of :data:`_QUIET_LOGGERS`."""
     return record.levelno >= logging.WARNING or not record.name.startswith(_QUIET_LOGGERS)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Prefect's console lines without tracebacks, and Prefect's own multi-line state
+    messages cut to their first line: the run's one error message comes at the end, the
+    full text is in the run's flow.log (``-v`` shows everything)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from_prefect = "/prefect/" in record.pathname.replace("\\", "/")
+        message = record.getMessage()
+        if record.exc_info or record.exc_text or (from_prefect and "\n" in message):
+            import copy
+
+            record = copy.copy(record)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+            if from_prefect:
+                record.msg, record.args = message.split("\n", 1)[0], None
+        return self.inner.format(record)
+
+
+def _quiet_console(verbose: bool) -> None:
+    """Apply the CLI's console policy to the handlers Prefect installed on import."""
+    if verbose:
+        return
+    seen: set[int] = set()
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(n) for n in logging.root.manager.loggerDict),
+    ]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            console = type(handler).__name__ == "PrefectConsoleHandler" or (
+                type(handler) is logging.StreamHandler
+                and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)
+            )
+            if id(handler) in seen or not console:
+                continue
+            seen.add(id(handler))
+            handler.setFormatter(_ConsoleFormatter(handler.formatter))
+            handler.addFilter(_quiet_filter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,15 +2,13 @@
 
 Values for the pipeline live in ``params.yaml`` (the one place a user edits); these models
 give them types, defaults for library use, and validation with actionable messages at
-construction time. ``load_params`` reads ``params.yaml`` into :class:`PipelineParams`.
+construction time. :func:`components.params.load_params` reads the whole file.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -181,30 +179,3 @@ class EvaluationConfig(FrozenModel):
     recall_k: int = Field(default=100, ge=1)
     mrr_k: int = Field(default=10, ge=1)
     recommend_fraction: float = Field(default=0.99, gt=0, le=1)
-
-
-class PipelineParams(FrozenModel):
-    """The typed view of ``params.yaml``: sections other stages own stay free-form here."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    method: MethodConfig = MethodConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-
-
-def load_params(
-    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
-) -> PipelineParams:
-    """Read ``params.yaml``, apply dotted-key overrides, validate into PipelineParams.
-
-    Example:
-        >>> load_params("params.yaml", {"method.train.seed": 1})  # doctest: +SKIP
-    """
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return PipelineParams.model_validate(raw)

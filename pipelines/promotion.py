@@ -40,36 +40,20 @@ def promotion_gate(
         RuntimeError: the challenger was rejected by an enabled gate (the task fails, so the
             flow run shows ``Failed`` in the Prefect UI with the gate's reasons).
     """
-    import yaml
-
-    from components.config import load_params
-    from components.registry import load_evaluation_set, load_registry_config, promote
-    from components.registry.client import resolve_uri
+    from components.params import load_params
+    from components.registry.wiring import gate_from_params
 
     logger = get_run_logger()
     project = Path(root)
-    params_path = project / params_file
-    overrides = {"run_mode": run_mode} if run_mode else None
-    config = load_registry_config(params_path, overrides)
-    raw = yaml.safe_load(params_path.read_text()) or {}
-    dataset = raw.get("dataset") or {}
-    name = model_name or config.model_name
-    uri = resolve_uri(tracking_uri, project, (raw.get("mlflow") or {}).get("tracking_uri"))
-    data = None
-    if config.run_mode != "disabled":
-        data = load_evaluation_set(
-            project / config.embeddings_dir,
-            project / dataset.get("path", "data/scifact"),
-            dataset.get("test_split", "test"),
-        )
-    outcome = promote(
-        name,
-        data,
-        config,
+    outcome = gate_from_params(
+        load_params(project / params_file),
+        project,
         version=version,
-        tracking_uri=uri,
-        evaluation=load_params(params_path).evaluation,
+        run_mode=run_mode,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
     )
+    name = outcome.model_name
     logger.info("%s (%s): %s", name, outcome.action, outcome.message)
     if outcome.decision is not None:
         for check in outcome.decision.checks:

@@ -1,61 +1,58 @@
-"""The retraining flow: the ``dvc.yaml`` stages as Prefect 3 tasks, tracked in MLflow.
+"""The retraining flow: the ``dvc.yaml`` stages as Prefect 3 tasks in an isolated workspace.
 
 ``retraining_flow(dataset=..., provider=..., overrides=...)``:
 
-1. reads ``dvc.yaml`` (:mod:`pipelines.graph`) for the stages and their order: the flow has
-   no stage list of its own, so it cannot drift from ``dvc repro``;
-2. starts an MLflow run (``RUNNING``) with the effective params (``params.yaml`` +
-   overrides, flattened);
-3. runs each stage as its own task (name, state, logs) through
-   ``dvc repro --single-item <stage>``: DVC decides what changed, skips and restores
-   unchanged stages from its cache, and updates ``dvc.lock``. The extraction stage
-   (``embed``) retries. The stage's output is streamed into the task's log. A stage DVC
-   skipped ends in the state ``Cached``; the supervised stage without training labels
-   ends in ``Skipped`` with a log line saying why;
-4. logs metrics, loss curves, artifacts, the dataset input and lineage tags to the run,
-   calls the registry (``register`` task), and only then marks the run ``FINISHED``.
+1. validates ``params.yaml`` + overrides (one typed root: a typo fails here, naming the key);
+2. opens a run (``components.runs``): ``.matryoshka/runs/<run id>/`` with its record, an
+   owner lock, a sentinel that cleans up if this process dies, and a full log;
+3. snapshots the project into the run's workspace with the overrides written into the
+   workspace's own ``params.yaml`` and DVC pointed at the checkout's cache: the checkout is
+   never written, and concurrent runs never see each other's params;
+4. starts an MLflow run (``RUNNING``) with the effective params;
+5. runs each stage as its own task (``dvc repro --single-item <stage>`` in the workspace,
+   in a process group of its own): DVC restores unchanged stages from the shared cache
+   (state ``Cached``); the supervised stage without training labels ends ``Skipped``;
+6. logs metrics, curves, artifacts, the dataset and lineage, registers the adaptor as
+   ``@challenger``, and only then marks the MLflow run ``FINISHED``;
+7. with ``apply=True``, copies the outputs and ``dvc.lock`` into the checkout
+   (:func:`components.runs.apply_run`), the only step that writes there.
 
-A failing stage stops the flow there: the error (for validation, the summary naming file,
-row and field) is in the task's log and in the raised :class:`StageFailedError`, later
-stages never start, the MLflow run is marked ``FAILED`` and nothing is registered.
-
-Overrides (and the ``dataset``/``provider`` shortcuts, which are the overrides
-``dataset.path`` and ``embedding.provider``) are applied by writing them into
-``params.yaml`` for the duration of the run (comments kept) and restoring the file
-afterwards, so DVC sees exactly the params the stages use and records them in
-``dvc.lock``; a later plain ``dvc repro`` re-runs the affected stages with the file's own
-values.
+A failing stage stops the flow: the error (for validation, the summary naming file, row and
+field) is in the raised :class:`StageFailedError`, the MLflow run is ``FAILED``, nothing is
+registered. SIGINT/SIGTERM end the stage's process group and mark the run ``KILLED``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import subprocess
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
-from components.tracking import (
-    PipelineOutputs,
-    PipelineRun,
-    apply_overrides,
-    flatten_params,
-    read_json,
+from components.params import (
+    PARAMS_FILE,
+    ParamsError,
+    PipelineParams,
+    load_params,
+    read_params_file,
 )
-from pipelines.graph import StageSpec, load_stage_graph
+from components.runs import ActiveRun, active_run, apply_run, create_workspace, open_run
+from components.stages.graph import StageSpec, load_stage_graph, stage_outputs
+from components.tracking import PipelineOutputs, PipelineRun, flatten_params, read_json
+from components.tracking.params import redact_overrides
 from pipelines.settings import REPO_ROOT
 
 FLOW_NAME = "matryoshka-retraining"
-PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 #: Prefect task options per stage name; the extraction stage retries (APIs, rate limits).
 STAGE_TASK_OPTIONS: dict[str, dict[str, Any]] = {
@@ -63,15 +60,24 @@ STAGE_TASK_OPTIONS: dict[str, dict[str, Any]] = {
 }
 # What `dvc repro` prints for a stage it did not run (unchanged, or found in its run cache).
 _DVC_SKIP_MARKERS = ("didn't change, skipping", "is cached - skipping run")
+# DVC exits 255 for any failed stage; the stage command's own exit code is in its message.
+_DVC_EXIT = re.compile(r"exited with (-?\d+)")
+# A Python log record printed by a stage command (components.cli's format).
+_STAGE_LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: (?P<message>.*)$"
+)
 _TAIL_LINES = 30
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StageFailedError(RuntimeError):
     """A stage's command failed; the message carries its report (e.g. the validation
     summary naming file, row and field)."""
 
-    def __init__(self, stage: str, message: str) -> None:
+    def __init__(self, stage: str, message: str, exit_code: int | None = None) -> None:
         self.stage = stage
+        self.exit_code = exit_code
         super().__init__(message)
 
 
@@ -80,20 +86,26 @@ class RetrainingResult:
     """What a finished flow returns; ``str()`` is the report the CLI prints.
 
     Attributes:
+        run: the pipeline run id (``.matryoshka/runs/<run>``).
         run_id / experiment_id / tracking_uri: the MLflow run.
         stages: stage → ``ran`` | ``cached`` (unchanged, from DVC's cache) | ``skipped``.
         table: the per-dimension nDCG@10 table (Markdown).
         ui: the command that opens the MLflow UI and the run's address.
-        registered: ``{"model_name", "version", "new"}`` or None (registry off/absent).
+        workspace: where the stages ran (outputs under ``runs/`` there).
+        registered: ``{"model_name", "version", "new"}`` or None (registry off).
+        applied: the outputs were copied into the checkout.
     """
 
+    run: str
     run_id: str
     experiment_id: str
     tracking_uri: str
     stages: dict[str, str]
     table: str
     ui: str
+    workspace: str
     registered: dict[str, Any] | None = None
+    applied: bool = False
 
     def __str__(self) -> str:
         lines = [self.table, "", "stages: " + ", ".join(f"{k} {v}" for k, v in self.stages.items())]
@@ -103,12 +115,14 @@ class RetrainingResult:
                 f"registry: {self.registered['model_name']} version "
                 f"{self.registered['version']} ({new})"
             )
+        lines.append(f"run {self.run}: outputs in {self.workspace}/runs")
+        lines.append(
+            "  applied to the checkout (runs/, dvc.lock)"
+            if self.applied
+            else f"  copy them into the checkout with: matryoshka apply {self.run}"
+        )
         lines += ["", f"MLflow run {self.run_id}", self.ui]
         return "\n".join(lines)
-
-
-class FlowBusyError(RuntimeError):
-    """Another retraining flow is running in the same project directory."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -124,102 +138,19 @@ def effective_overrides(
     return merged
 
 
-def read_params(params_file: Path) -> dict[str, Any]:
-    """The parsed params file (``{}`` when absent)."""
-    if not params_file.is_file():
-        return {}
-    raw = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{params_file}: expected a mapping at the top level")
-    return raw
-
-
-def _write_overridden(params_file: Path, overrides: Mapping[str, Any]) -> None:
-    """Rewrite ``params_file`` with ``overrides`` applied, keeping comments and order."""
-    from ruamel.yaml import YAML
-
-    editor = YAML()  # round-trip mode: comments, order and quoting survive
-    editor.preserve_quotes = True
-    editor.width = 4096
-    data = editor.load(params_file.read_text(encoding="utf-8")) if params_file.is_file() else None
-    if data is None:
-        from ruamel.yaml.comments import CommentedMap
-
-        data = CommentedMap()
-    for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            if key not in node or node[key] is None:
-                node[key] = {}
-            node = node[key]
-        node[leaf] = value
-    tmp = params_file.with_name(f".{params_file.name}.flow-tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        editor.dump(data, handle)
-    os.replace(tmp, params_file)
-
-
-@contextlib.contextmanager
-def params_overridden(params_file: Path, overrides: Mapping[str, Any]) -> Iterator[None]:
-    """``params_file`` holds ``overrides`` inside the block; its exact bytes come back after.
-
-    A copy of the original is kept as ``.params.yaml.flow-backup`` while the block runs, so
-    a killed run can be undone by hand (``mv .params.yaml.flow-backup params.yaml``).
-    """
-    if not overrides:
-        yield
-        return
-    original = params_file.read_bytes() if params_file.is_file() else None
-    backup = params_file.with_name(f".{params_file.name}.flow-backup")
-    if original is not None:
-        backup.write_bytes(original)
-    try:
-        _write_overridden(params_file, overrides)
-        yield
-    finally:
-        if original is None:
-            params_file.unlink(missing_ok=True)
-        else:
-            tmp = params_file.with_name(f".{params_file.name}.flow-restore")
-            tmp.write_bytes(original)
-            os.replace(tmp, params_file)
-            backup.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def project_lock(root: Path) -> Iterator[None]:
-    """One retraining flow at a time per project (params.yaml and outputs are shared)."""
-    import fcntl
-
-    lock_dir = root / ".dvc" / "tmp"
-    lock_dir = lock_dir if lock_dir.is_dir() else root
-    path = lock_dir / ".retraining-flow.lock"
-    with path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FlowBusyError(
-                f"another retraining flow is running in {root} (lock {path}); wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _tool(name: str) -> str:
     """The executable ``name`` from this interpreter's environment, else from PATH."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
 
 
-def stage_environment() -> dict[str, str]:
-    """The environment of stage commands: this venv's tools first on PATH, output
-    unbuffered (so the task log streams), offline and telemetry-free."""
+def stage_environment(workspace: Path) -> dict[str, str]:
+    """The environment of stage commands: this venv's tools first on PATH, the
+    workspace's code first on the import path (the snapshot, not the live checkout),
+    output unbuffered so the task log streams."""
     env = dict(os.environ)
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(workspace), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -232,8 +163,21 @@ def _stage_report(stage: StageSpec, root: Path, lines: list[str]) -> str:
             text = summary.read_text(encoding="utf-8").strip()
             if text:
                 return text
-    useful = [line for line in lines if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if line.strip() and not line.startswith(("ERROR: failed to reproduce", "Running stage"))
+    ]
     return "\n".join(useful[-_TAIL_LINES:])
+
+
+def _stage_exit_code(lines: list[str], dvc_code: int) -> int:
+    """The stage command's exit code from DVC's message (DVC itself exits 255)."""
+    for line in reversed(lines):
+        match = _DVC_EXIT.search(line)
+        if match:
+            return int(match[1])
+    return dvc_code
 
 
 def _skip_reason(stage: StageSpec, root: Path) -> str | None:
@@ -250,7 +194,13 @@ def _skip_reason(stage: StageSpec, root: Path) -> str | None:
 
 def _log_line(logger: Any, line: str) -> None:
     """Forward one line of stage output at the level it announces (DVC's ``ERROR:``, a
-    Python log record's `` WARNING ``), INFO otherwise."""
+    Python log record's `` WARNING ``), INFO otherwise. A stage's own log prefix
+    (time, level, logger) is dropped: the flow's logger adds its own."""
+    record = _STAGE_LOG_LINE.match(line)
+    if record is not None:
+        level = logging.getLevelName(record["level"])
+        logger.log(level if isinstance(level, int) else logging.INFO, record["message"])
+        return
     upper = line.upper()
     if upper.startswith(("ERROR", "CRITICAL", "TRACEBACK")) or " ERROR " in upper:
         logger.error(line)
@@ -260,10 +210,50 @@ def _log_line(logger: Any, line: str) -> None:
         logger.info(line)
 
 
+@contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Everything logged during the run, tracebacks included, also goes to ``path``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()  # Prefect's loggers propagate here: one handler, no copies
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 # --------------------------------------------------------------------------- tasks
+@task(name="prepare-workspace", cache_policy=NO_CACHE)
+def prepare_workspace(run_id: str, project: str, changes: dict[str, Any]) -> str:
+    """Snapshot the project into the run's workspace (see :mod:`components.runs.workspace`)."""
+    logger = get_run_logger()
+    run = active_run(run_id)
+    root = Path(project)
+    params = load_params(root / PARAMS_FILE, changes)
+    outputs = stage_outputs(load_stage_graph(root / DVC_FILE, _raw_params(root, changes)))
+    shared = [str(params.embedding.cache_dir), str(params.dataset.path)]
+    started = time.perf_counter()
+    workspace = create_workspace(
+        root, run.record.workspace, overrides=changes, outputs=outputs, shared=shared
+    )
+    run.record.update(workspace_digest=workspace.digest, links=workspace.links)
+    logger.info(
+        "run %s: workspace %s (%d files, %.1f s)%s",
+        run_id,
+        workspace.root,
+        len(workspace.manifest),
+        time.perf_counter() - started,
+        "".join(f"; {rel} -> {target}" for rel, target in workspace.links.items()),
+    )
+    return str(workspace.root)
+
+
 @task(name="stage", cache_policy=NO_CACHE)
-def run_dvc_stage(stage: StageSpec, root: str) -> Any:
-    """Run one ``dvc.yaml`` stage with ``dvc repro --single-item``, streaming its output.
+def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
+    """Run one ``dvc.yaml`` stage with ``dvc repro --single-item`` in the workspace.
 
     Returns a ``Completed`` state named ``Cached`` (DVC found nothing changed), ``Skipped``
     (the stage skipped itself, e.g. no training labels) or plain ``Completed``.
@@ -272,62 +262,57 @@ def run_dvc_stage(stage: StageSpec, root: str) -> Any:
         StageFailedError: the command failed; the message is its report.
     """
     logger = get_run_logger()
-    project = Path(root)
-    command = [_tool("dvc"), "repro", "--single-item", stage.name]
-    logger.info(
-        "stage %s: dvc repro --single-item %s  (cmd: %s)", stage.name, stage.name, stage.cmd
-    )
+    run = active_run(run_id)
+    run.step(stage.name)
+    root = Path(workspace)
+    logger.info("stage %s started (cmd: %s)", stage.name, stage.cmd)
     started = time.perf_counter()
     lines: list[str] = []
-    with subprocess.Popen(
-        command,
-        cwd=project,
-        env=stage_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        errors="replace",
-    ) as process:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip()
-            if not line:
-                continue
+    command = [_tool("dvc"), "repro", "--single-item", stage.name]
+    for line in run.stage_output(
+        f"stage {stage.name}", command, cwd=root, env=stage_environment(root)
+    ):
+        if line.strip():
             lines.append(line)
             _log_line(logger, line)
-        code = process.wait()
     seconds = round(time.perf_counter() - started, 2)
+    code = run.last_returncode or 0
     if code != 0:
-        report = _stage_report(stage, project, lines)
-        logger.error(
-            "stage %s failed (exit %d) after %.1f s:\n%s", stage.name, code, seconds, report
+        exit_code = _stage_exit_code(lines, code)
+        report = _stage_report(stage, root, lines)
+        logger.error("stage %s failed (exit %d) after %.1f s", stage.name, exit_code, seconds)
+        raise StageFailedError(
+            stage.name, f"stage '{stage.name}' failed (exit {exit_code}):\n{report}", exit_code
         )
-        raise StageFailedError(stage.name, f"stage '{stage.name}' failed (exit {code}):\n{report}")
     cached = any(marker in line for line in lines for marker in _DVC_SKIP_MARKERS)
     result = {"stage": stage.name, "status": "cached" if cached else "ran", "seconds": seconds}
-    reason = _skip_reason(stage, project)
+    reason = _skip_reason(stage, root)
     if reason is not None:
         result["status"] = "skipped"
         result["reason"] = reason
         logger.warning("stage %s skipped: %s", stage.name, reason)
         return Completed(name="Skipped", message=reason, data=result)
     if cached:
-        logger.info(
-            "stage %s unchanged: outputs restored from the DVC cache (%.1f s)", stage.name, seconds
-        )
+        logger.info("stage %s unchanged: restored from the DVC cache (%.1f s)", stage.name, seconds)
         return Completed(name="Cached", message="unchanged (DVC cache)", data=result)
-    logger.info("stage %s done in %.1f s", stage.name, seconds)
+    logger.info("stage %s finished in %.1f s", stage.name, seconds)
     return result
 
 
 @task(name="start-tracking", cache_policy=NO_CACHE)
 def start_tracking(
-    root: str, params: dict[str, Any], tags: dict[str, str], run_name: str
+    run_id: str, project: str, params: dict[str, Any], tags: dict[str, str], run_name: str
 ) -> dict[str, str]:
-    """Create the ``RUNNING`` MLflow run and log the effective params."""
+    """Create the ``RUNNING`` MLflow run, log the effective params, record its ids."""
     logger = get_run_logger()
-    run = PipelineRun.start(root=root, params=params, run_name=run_name, tags=tags)
+    run = PipelineRun.start(root=project, params=params, run_name=run_name, tags=tags)
+    active_run(run_id).record.update(
+        mlflow={
+            "run_id": run.run_id,
+            "experiment_id": run.experiment_id,
+            "tracking_uri": run.tracking_uri,
+        }
+    )
     flat = run.log_params(params)
     logger.info(
         "MLflow run %s (experiment %s, %s): %d params",
@@ -355,20 +340,22 @@ def _attach(handle: Mapping[str, str]) -> PipelineRun:
 
 
 @task(name="log-to-mlflow", cache_policy=NO_CACHE)
-def log_results(handle: dict[str, str], root: str, stage_status: dict[str, str]) -> dict[str, Any]:
+def log_results(
+    handle: dict[str, str], project: str, workspace: str, stage_status: dict[str, str]
+) -> dict[str, Any]:
     """Metrics, loss curves, artifacts, dataset input and lineage of the finished stages."""
     from components.tracking import log_pipeline_outputs
 
     logger = get_run_logger()
-    project = Path(root)
+    checkout, root = Path(project), Path(workspace)
     run = _attach(handle)
-    summary = log_pipeline_outputs(run, PipelineOutputs().under(project))
-    passed = read_json(project / "runs" / "validation" / "passed.json") or {}
-    meta = read_json(project / "runs" / "embeddings" / "meta.json") or {}
+    summary = log_pipeline_outputs(run, PipelineOutputs().under(root))
+    passed = read_json(root / "runs" / "validation" / "passed.json") or {}
+    meta = read_json(root / "runs" / "embeddings" / "meta.json") or {}
     fingerprint = passed.get("fingerprint") or meta.get("dataset_fingerprint")
     if fingerprint:
         source = Path(passed.get("path") or meta.get("dataset") or "")
-        source = source if source.is_absolute() else (project / source).resolve()
+        source = source if source.is_absolute() else (checkout / source).resolve()
         run.log_dataset(
             name=str(passed.get("dataset") or source.name),
             source=source,
@@ -379,11 +366,11 @@ def log_results(handle: dict[str, str], root: str, stage_status: dict[str, str])
                 "queries": str(passed.get("queries", "")),
             },
         )
-    tags = run.log_lineage(project, project / "dvc.lock", code_root=REPO_ROOT)
+    tags = run.log_lineage(checkout, root / "dvc.lock", code_root=REPO_ROOT)
     run.log_tags({f"stage.{name}": status for name, status in stage_status.items()})
-    run.log_artifact_path(project / "dvc.lock", "lineage")
-    run.log_artifact_path(project / DVC_FILE, "lineage")
-    run.log_artifact_path(project / PARAMS_FILE, "lineage")
+    for name in ("dvc.lock", DVC_FILE, str(PARAMS_FILE)):
+        run.log_artifact_path(root / name, "lineage")
+    run.log_artifact_path(root.parent / "manifest.json", "lineage")
     logger.info(
         "logged %d metrics, training curves %s, %d lineage tags",
         len(summary["metrics"]),
@@ -391,14 +378,6 @@ def log_results(handle: dict[str, str], root: str, stage_status: dict[str, str])
         len(tags),
     )
     return {"table": summary["table"], "skipped_stages": summary["skipped_stages"], "lineage": tags}
-
-
-def registered_model_name(params: Mapping[str, Any]) -> str:
-    """``registry.model_name`` > ``mlflow.registered_model_name`` > the default name."""
-    from components.tracking import mlflow_settings
-
-    section = params.get("registry") or {}
-    return str(section.get("model_name") or mlflow_settings(dict(params))["registered_model_name"])
 
 
 def _same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, str]) -> str | None:
@@ -419,7 +398,11 @@ def _same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, st
 
 @task(name="register", cache_policy=NO_CACHE)
 def register_model(
-    handle: dict[str, str], root: str, params: dict[str, Any], lineage_tags: dict[str, str]
+    handle: dict[str, str],
+    run_id: str,
+    workspace: str,
+    model_name: str,
+    lineage_tags: dict[str, str],
 ) -> dict[str, Any] | None:
     """Register the run's adaptor as the new ``@challenger`` (``components.registry``).
 
@@ -427,24 +410,22 @@ def register_model(
     When a version with the identical DVC lineage (every hash in ``dvc.lock``) is already
     registered (a re-run where nothing changed), no duplicate version is made.
     """
+    from components.registry import register_run_model
+    from components.registry.client import alias_version
+    from components.registry.config import CHALLENGER
+
     logger = get_run_logger()
-    try:
-        from components.registry import register_run_model
-    except ImportError as exc:
-        logger.warning("model registry not available (%s): run tracked, nothing registered", exc)
-        return None
-    project = Path(root)
-    finetuned = project / "runs" / "finetune" / "adaptor"
+    root = Path(workspace)
+    finetuned = root / "runs" / "finetune" / "adaptor"
     adaptor_dir = (
         finetuned
         if (finetuned / "adaptor.json").is_file()
-        else project / "runs" / "pretrain" / "adaptor"
+        else root / "runs" / "pretrain" / "adaptor"
     )
     method = "adaptor_supervised" if adaptor_dir == finetuned else "adaptor_unsupervised"
-    report = read_json(project / "runs" / "evaluation" / "metrics.json") or {}
-    meta = read_json(project / "runs" / "embeddings" / "meta.json") or {}
+    report = read_json(root / "runs" / "evaluation" / "metrics.json") or {}
+    meta = read_json(root / "runs" / "embeddings" / "meta.json") or {}
     run = _attach(handle)
-    model_name = registered_model_name(params)
     dvc_hashes = {
         key[len("dvc.") :]: value for key, value in lineage_tags.items() if key.startswith("dvc.")
     }
@@ -463,6 +444,14 @@ def register_model(
             }
         )
         return {"model_name": model_name, "version": existing, "new": False}
+    previous = alias_version(run.client, model_name, CHALLENGER)
+    # Recorded before anything is registered: a cleanup after a kill must know both.
+    active_run(run_id).record.update(
+        registry={
+            "model_name": model_name,
+            "previous_challenger": str(previous.version) if previous is not None else None,
+        }
+    )
     metadata = {
         "provider": meta.get("provider"),
         "base_model": meta.get("model"),
@@ -480,6 +469,8 @@ def register_model(
         tracking_uri=handle["tracking_uri"],
     )
     number = str(getattr(version, "version", version))
+    record = active_run(run_id).record
+    record.update(registry={**record.data["registry"], "version": number})
     run.log_tags(
         {
             "registry.model_name": model_name,
@@ -491,22 +482,54 @@ def register_model(
         "registered %s version %s from %s (alias @challenger)",
         model_name,
         number,
-        adaptor_dir.relative_to(project),
+        adaptor_dir.relative_to(root),
     )
     return {"model_name": model_name, "version": number, "new": True}
 
 
-@task(name="mark-run-failed", cache_policy=NO_CACHE)
-def mark_failed(handle: dict[str, str], stage: str | None, message: str, root: str) -> None:
-    """Mark the MLflow run ``FAILED`` with the failing stage, its message and, when the
-    validation stage wrote them, the validation artifacts."""
-    run = _attach(handle)
-    validation = Path(root) / "runs" / "validation"
-    with contextlib.suppress(Exception):
-        run.log_artifact_path(validation / "summary.txt", "validation")
-        run.log_artifact_path(validation / "gx_results", "validation/gx_results")
-    run.fail(message, stage=stage)
-    get_run_logger().error("MLflow run %s marked FAILED (stage %s)", run.run_id, stage)
+def fail_tracking(
+    handle: Mapping[str, str], run: ActiveRun, error: BaseException, workspace: str | None
+) -> None:
+    """Mark the MLflow run ``FAILED`` (``KILLED`` for SIGINT/SIGTERM) with the failing step,
+    attach the validation summary when there is one, and delete any model version the run
+    registered. Plain code, not a task: it also runs while the flow is being interrupted."""
+    tracking = _attach(handle)
+    if workspace is not None:
+        validation = Path(workspace) / "runs" / "validation"
+        with suppress(Exception):
+            tracking.log_artifact_path(validation / "summary.txt", "validation")
+            tracking.log_artifact_path(validation / "gx_results", "validation/gx_results")
+    tracking.fail(error, stage=str(run.record.data.get("step")))
+    registry = run.record.data.get("registry") or {}
+    if registry.get("model_name"):
+        from components.registry.client import registry_session
+        from components.registry.register import discard_run_versions
+
+        with suppress(Exception), registry_session(handle["tracking_uri"]) as client:
+            discard_run_versions(
+                client,
+                registry["model_name"],
+                handle["run_id"],
+                registry.get("previous_challenger"),
+            )
+
+
+def _raw_params(project: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """params.yaml with the overrides, as plain data (for ``${...}`` in dvc.yaml)."""
+    from components.params import apply_overrides
+
+    return apply_overrides(read_params_file(project / PARAMS_FILE), changes)
+
+
+def _run_tags(params: PipelineParams, changes: Mapping[str, Any], run_id: str) -> dict[str, str]:
+    return {
+        "pipeline": FLOW_NAME,
+        "pipeline.run": run_id,
+        "dataset.path": str(params.dataset.path),
+        "provider": params.embedding.provider,
+        "model": params.embedding.model or "default",
+        "overrides": ", ".join(sorted(changes)) or "none",
+    }
 
 
 # --------------------------------------------------------------------------- flow
@@ -517,9 +540,10 @@ def retraining_flow(
     overrides: dict[str, Any] | None = None,
     root: str | None = None,
     registry: bool = True,
+    apply: bool = False,
 ) -> RetrainingResult:
-    """Validate → embed → pretrain → finetune → evaluate (as ``dvc.yaml`` defines them),
-    then log the run to MLflow and register the model.
+    """Validate → embed → pretrain → finetune → evaluate (as ``dvc.yaml`` defines them) in
+    an isolated workspace, then log the run to MLflow and register the model.
 
     Args:
         dataset: dataset directory (override of ``dataset.path``); default: params.yaml's.
@@ -528,84 +552,81 @@ def retraining_flow(
         overrides: dotted ``params.yaml`` keys → values, e.g.
             ``{"method.train.unsupervised.max_iterations": 200}``.
         root: the project directory holding ``dvc.yaml`` and ``params.yaml`` (default: the
-            working directory).
+            working directory). It is read, never written (unless ``apply``).
         registry: call the model registry after a successful run.
+        apply: copy the outputs and ``dvc.lock`` into the project when the run succeeds
+            (refused with overrides: use ``matryoshka apply RUN --with-params``).
 
     Returns:
-        A :class:`RetrainingResult` (MLflow run, per-stage status, the per-dimension table,
-        where to look in the MLflow UI); ``print(result)`` shows all of it.
+        A :class:`RetrainingResult`; ``print(result)`` shows it.
 
     Raises:
+        ParamsError: invalid params or overrides (nothing started).
         StageFailedError: a stage failed (the flow stopped there; the run is ``FAILED``).
     """
     logger = get_run_logger()
     project = Path(root or os.getcwd()).resolve()
-    params_file = project / PARAMS_FILE
     changes = effective_overrides(dataset, provider, overrides)
-    params = apply_overrides(read_params(params_file), changes)
-    stages = load_stage_graph(project / DVC_FILE, params)
-    if not (project / ".dvc").is_dir():
-        raise FileNotFoundError(
-            f"{project} is not a DVC project (no .dvc/): run `dvc init` "
-            "there, or pass root= the folder holding dvc.yaml and .dvc/"
+    params = load_params(project / PARAMS_FILE, changes)  # a bad key or value fails here
+    if apply and changes:
+        raise ParamsError(
+            "apply=True with overrides would leave params.yaml and the outputs disagreeing; "
+            "run without apply, then `matryoshka apply RUN --with-params`"
         )
-    logger.info("stages from %s: %s", DVC_FILE, " → ".join(s.name for s in stages))
-    from components.stages import load_stage_params
-
-    load_stage_params(params_file, changes)  # a bad value fails here, before anything runs
-    if changes:
-        shown = flatten_params(changes)  # secrets redacted, URL credentials masked
-        logger.info("overrides: %s", ", ".join(f"{k}={v}" for k, v in shown.items()))
-    dataset_path = str((params.get("dataset") or {}).get("path", ""))
-    embedding = params.get("embedding") or {}
-    tags = {
-        "pipeline": FLOW_NAME,
-        "dataset.path": dataset_path,
-        "provider": str(embedding.get("provider", "")),
-        "model": str(embedding.get("model") or "default"),
-        "overrides": ", ".join(sorted(changes)) or "none",
-    }
-    run_name = f"{Path(dataset_path).name or 'dataset'}-{tags['provider'] or 'provider'}"
-
-    with project_lock(project):
-        handle = start_tracking(str(project), params, tags, run_name)
+    effective = _raw_params(project, changes)
+    with open_run(project, redact_overrides(changes)) as run, run_log(run.record.log_path):
+        logger.info("run %s started in %s (log: %s)", run.run_id, project, run.record.log_path)
+        if changes:
+            shown = flatten_params(redact_overrides(changes))
+            logger.info("overrides: %s", ", ".join(f"{k}={v}" for k, v in shown.items()))
+        run.step("prepare-workspace")
+        workspace = prepare_workspace(run.run_id, str(project), changes)
+        stages = load_stage_graph(Path(workspace) / DVC_FILE, effective)
+        logger.info("stages from %s: %s", DVC_FILE, " → ".join(s.name for s in stages))
+        run.step("start-tracking")
+        tags = _run_tags(params, changes, run.run_id)
+        run_name = f"{params.dataset.path.name or 'dataset'}-{params.embedding.provider}"
+        handle = start_tracking(run.run_id, str(project), effective, tags, run_name)
         status: dict[str, str] = {}
-        current: str | None = None
         try:
-            with params_overridden(params_file, changes):
-                for stage in stages:
-                    current = stage.name
-                    options = {
-                        "name": stage.name,
-                        "task_run_name": stage.name,
-                        **STAGE_TASK_OPTIONS.get(stage.name, {}),
-                    }
-                    state = run_dvc_stage.with_options(**options)(
-                        stage, str(project), return_state=True
-                    )
-                    outcome = state.result()  # raises the stage's error when it failed
-                    status[stage.name] = outcome["status"]
-            current = "log-to-mlflow"
-            logged = log_results(handle, str(project), status)
-            current = "register"
+            for stage in stages:
+                options = {
+                    "name": stage.name,
+                    "task_run_name": stage.name,
+                    **STAGE_TASK_OPTIONS.get(stage.name, {}),
+                }
+                state = run_dvc_stage.with_options(**options)(
+                    stage, workspace, run.run_id, return_state=True
+                )
+                outcome = state.result()  # raises the stage's error when it failed
+                status[stage.name] = outcome["status"]
+            run.step("log-to-mlflow")
+            logged = log_results(handle, str(project), workspace, status)
+            run.step("register")
             registered = (
-                register_model(handle, str(project), params, logged["lineage"])
+                register_model(handle, run.run_id, workspace, params.model_name, logged["lineage"])
                 if registry
                 else None
             )
+            run.step("finish")
+            _attach(handle).finish()
         except BaseException as exc:
-            mark_failed(handle, current, str(exc), str(project))
+            fail_tracking(handle, run, exc, workspace)
             raise
-        _attach(handle).finish()
-
+    applied = False
+    if apply:
+        applied = bool(apply_run(run.layout, run.run_id, stage_outputs(stages)))
     result = RetrainingResult(
+        run=run.run_id,
         run_id=handle["run_id"],
         experiment_id=handle["experiment_id"],
         tracking_uri=handle["tracking_uri"],
         stages=status,
         table=logged["table"],
         ui=_attach(handle).ui_hint(),
+        workspace=workspace,
         registered=registered,
+        applied=applied,
     )
-    logger.info("retraining finished\n%s", result)
+    logger.info("retraining finished: run %s, MLflow run %s", run.run_id, handle["run_id"])
     return result

@@ -14,13 +14,15 @@ import pytest
 from test_stages_support import (
     FAST,
     TINY,
+    assert_cli_failure,
     one_thread,  # noqa: F401 - fixture
     subprocess_env,
     synthetic_embeddings,
 )
 
 from components import cli
-from components.stages import STAGE_NAMES, parse_override
+from components.params import parse_override
+from components.stages import STAGE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "great_expectations", "prefect", "mlflow", "sentence_transformers", "matplotlib")
@@ -110,26 +112,24 @@ def test_set_values_are_yaml_scalars(text: str, expected: tuple[str, Any]) -> No
 def test_bad_set_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["pretrain", "--set", bad])
-    assert info.value.code == 2
-    assert "--set" in capsys.readouterr().err
+    assert_cli_failure(int(info.value.code), capsys.readouterr().err, 2, "--set")
 
 
 def test_invalid_param_value_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(
         ["pretrain", "--runs-dir", str(tmp_path), "--set", "method.train.unsupervised.batch_size=0"]
     )
-    assert code == 2
-    assert "method.train.unsupervised.batch_size" in capsys.readouterr().err
-    assert cli.main(["pretrain", "--params", str(tmp_path / "nope.yaml")]) == 2
-    assert "params file not found" in capsys.readouterr().err
+    assert_cli_failure(code, capsys.readouterr().err, 2, "method.train.unsupervised.batch_size")
+    code = cli.main(["pretrain", "--params", str(tmp_path / "nope.yaml")])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "params file not found")
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_stage_commands_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "runs"
     common = [*fast_args(), "--runs-dir", str(runs)]
-    assert cli.main(["pretrain", *common]) == 1  # no embeddings yet
-    assert "run the embed stage first" in capsys.readouterr().err
+    code = cli.main(["pretrain", *common])  # no embeddings yet
+    assert_cli_failure(code, capsys.readouterr().err, 1, "run the embed stage first")
     synthetic_embeddings(runs / "embeddings")
     assert cli.main(["pretrain", *common]) == 0
     assert "pretrain: best heldout_neighbour_ndcg=" in capsys.readouterr().out
@@ -144,8 +144,8 @@ def test_stage_commands_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_results_without_an_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["results", "--runs-dir", str(tmp_path)]) == 1
-    assert "run the evaluate stage first" in capsys.readouterr().err
+    code = cli.main(["results", "--runs-dir", str(tmp_path)])
+    assert_cli_failure(code, capsys.readouterr().err, 1, "run the evaluate stage first")
 
 
 def test_results_prints_table_from_metrics_json(
@@ -172,23 +172,6 @@ def test_results_prints_table_from_metrics_json(
     assert out.strip().endswith("recommended: adaptor_supervised at m=64")
 
 
-def test_run_without_the_flow_module(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import importlib
-
-    real = importlib.import_module
-
-    def missing(name: str, *args: Any) -> Any:
-        if name == "pipelines.retraining":
-            raise ModuleNotFoundError("No module named 'pipelines.retraining'", name=name)
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    assert cli.main(["run"]) == 1
-    assert "retraining flow is not available" in capsys.readouterr().err
-
-
 def test_run_calls_the_flow_with_dataset_provider_overrides(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -198,8 +181,11 @@ def test_run_calls_the_flow_with_dataset_provider_overrides(
         dataset: str | None = None,
         provider: str | None = None,
         overrides: dict[str, Any] | None = None,
+        apply: bool = False,
     ) -> dict[str, Any]:
-        calls.append({"dataset": dataset, "provider": provider, "overrides": overrides})
+        calls.append(
+            {"dataset": dataset, "provider": provider, "overrides": overrides, "apply": apply}
+        )
         return {"status": "ok"}
 
     fake = types.ModuleType("pipelines.retraining")
@@ -210,7 +196,65 @@ def test_run_calls_the_flow_with_dataset_provider_overrides(
     )
     assert code == 0
     assert calls == [
-        {"dataset": str(TINY), "provider": "local", "overrides": {"method.train.seed": 7}}
+        {
+            "dataset": str(TINY),
+            "provider": "local",
+            "overrides": {"method.train.seed": 7},
+            "apply": False,
+        }
     ]
     assert "ok" in capsys.readouterr().out
-    assert cli.main(["run", "--params", "other.yaml"]) == 2
+    code = cli.main(["run", "--params", "other.yaml"])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "params file not found: other.yaml")
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import components.stages as stages
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(stages, "run_stage", broken)
+    code = cli.main(["pretrain"])
+    err = capsys.readouterr().err
+    assert_cli_failure(code, err, 1, "error: RuntimeError: disk on fire", "run with -v")
+    assert len(err.strip().splitlines()) == 2
+    assert cli.main(["-v", "pretrain"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_provider_without_a_model_is_a_message_not_a_pydantic_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["embed", "--provider", "openai", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert_cli_failure(code, err, 2, "embedding: embedding.model is required for provider 'openai'")
+    assert "pydantic" not in err and "Value error" not in err
+
+
+def test_a_truncated_cache_file_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from components.embedding import EmbeddingConfig
+    from components.embedding.extract import open_cache
+
+    cache_dir = tmp_path / "cache"
+    config = EmbeddingConfig(
+        provider="openai", model="m", base_url="http://127.0.0.1:9/v1", cache_dir=cache_dir
+    )
+    namespace = open_cache(config, "document").dir
+    bad = namespace / "seg-0123456789abcdef0123456789abcdef.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    sets = [
+        "embedding.provider=openai",
+        "embedding.model=m",
+        "embedding.base_url=http://127.0.0.1:9/v1",
+        f"embedding.cache_dir={cache_dir}",
+    ]
+    args = ["embed", "--dataset", str(TINY), "--runs-dir", str(tmp_path / "runs")]
+    for item in sets:
+        args += ["--set", item]
+    code = cli.main(args)
+    assert_cli_failure(code, capsys.readouterr().err, 1, str(bad), "unreadable cache file")

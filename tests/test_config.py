@@ -7,27 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from components.config import LossConfig, MethodConfig, default_prefix_dims, load_params
+from components.config import LossConfig, default_prefix_dims
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_params_yaml_validates_into_typed_configs() -> None:
-    params = load_params(ROOT / "params.yaml")
-    assert isinstance(params.method, MethodConfig)
-    assert params.method.loss.resolve_dims(384)[0] == (16, 32, 64, 128, 256, 384)
-
-
-def test_dotted_overrides_apply(tmp_path: Path) -> None:
-    params = load_params(ROOT / "params.yaml", {"method.train.seed": 5, "method.loss.top_k": 3})
-    assert params.method.train.seed == 5 and params.method.loss.top_k == 3
-
-
-def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
-    path = tmp_path / "params.yaml"
-    path.write_text("method:\n  loss:\n    alpah: 1.0\n")
-    with pytest.raises(ValidationError, match="alpah"):
-        load_params(path)
 
 
 def test_default_prefix_dims() -> None:

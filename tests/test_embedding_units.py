@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from components.embedding.batching import make_batches, plan_units, text_key
 from components.embedding.cache import CacheCorruptError, EmbeddingCache, Namespace, keys_array
-from components.embedding.config import EmbeddingConfig, load_embedding_config, redact_url
+from components.embedding.config import EmbeddingConfig, redact_url
 from components.embedding.errors import EmbeddingError, PermanentError, TransientError, redact
 from components.embedding.extract import plan_shards
 from components.embedding.ratelimit import RateLimiter
@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --- config -----------------------------------------------------------------------------------
 def test_params_yaml_section_validates_with_local_default() -> None:
-    config = load_embedding_config(REPO / "params.yaml")
+    from components.params import load_params
+
+    config = load_params(REPO / "params.yaml").embedding
     assert config.provider == "local" and config.model is None
     assert config.normalize is True
     assert "embedding" in yaml.safe_load((REPO / "params.yaml").read_text())

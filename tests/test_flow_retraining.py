@@ -1,9 +1,10 @@
 """End-to-end: the real Prefect retraining flow on a tiny dataset, tracked in MLflow.
 
 Each test builds a throw-away DVC project (``dvc.yaml`` and ``params.yaml`` of the repo, the
-``components`` sources its stages depend on, a tiny dataset) so the repo's own ``runs/``,
-``dvc.lock`` and MLflow store are never touched. Prefect runs against its test harness
-(one temporary API per session); MLflow against one SQLite database per session.
+``components`` sources its stages depend on, a tiny dataset). The flow runs its stages in an
+isolated workspace and must leave every file of that project as it was. Prefect runs
+against its test harness (one temporary API per session); MLflow against one SQLite
+database per session.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def make_project(root: Path, dataset: Path) -> Path:
     return root
 
 
+def project_files(project: Path) -> dict[str, bytes]:
+    """Every file a run must leave untouched (the project's snapshot, stage outputs aside)."""
+    from components.runs.workspace import snapshot_files
+
+    return {name: (project / name).read_bytes() for name in snapshot_files(project)}
+
+
 def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     return {
@@ -84,14 +92,15 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     from pipelines.retraining import retraining_flow
 
     project = make_project(tmp_path / "project", TINY)
-    params_before = (project / "params.yaml").read_bytes()
+    before = project_files(project)
     overrides = {**FAST, **names()}
     result = retraining_flow(
         dataset="data/tiny", provider="local", overrides=overrides, root=str(project)
     )
 
     assert result.stages == dict.fromkeys(STAGES, "ran")
-    assert (project / "params.yaml").read_bytes() == params_before  # overrides undone
+    assert project_files(project) == before  # the overrides went to the workspace only
+    assert not (project / "runs").exists() and not (project / "dvc.lock").exists()
     client = MlflowClient(result.tracking_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -120,7 +129,7 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     assert "validation/gx_results/corpus.json" in gx
     tags = run.data.tags
     assert len(tags["git_commit"]) == 40
-    lock = (project / "dvc.lock").read_text()
+    lock = (Path(result.workspace) / "dvc.lock").read_text()
     for key in (
         "dvc.validate.data/tiny",
         "dvc.embed.runs/embeddings",
@@ -146,6 +155,7 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     assert again.registered == {**result.registered, "new": False}
     assert client.get_run(again.run_id).info.status == "FINISHED"
     assert warm < 60, f"warm re-run took {warm:.1f} s"
+    assert project_files(project) == before
 
 
 @pytest.mark.parametrize("case", ["duplicate_ids"])
@@ -165,7 +175,9 @@ def test_bad_input_stops_the_flow_at_validation(
     assert failure.value.stage == "validate"
     assert "corpus.jsonl" in message and "row" in message and "_id" in message
 
-    runs = project / "runs"
+    (workspace,) = (project / ".matryoshka" / "runs").glob("*/workspace")
+    runs = workspace / "runs"
+    assert (runs / "validation" / "summary.txt").is_file()
     assert not (runs / "validation" / "passed.json").exists()
     for stage in ("embeddings", "pretrain", "finetune", "evaluation"):
         assert not (runs / stage).exists(), f"{stage} output exists after a failed flow"

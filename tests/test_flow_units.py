@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.graph import StageGraphError, StageSpec, load_stage_graph
+from components.stages.graph import StageGraphError, StageSpec, load_stage_graph
 from pipelines.retraining import (
     RetrainingResult,
+    _log_line,
     _skip_reason,
+    _stage_exit_code,
     _stage_report,
     effective_overrides,
-    params_overridden,
-    registered_model_name,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,32 +55,14 @@ def test_stage_graph_order_and_errors(tmp_path: Path) -> None:
         load_stage_graph(tmp_path / "missing.yaml", {})
 
 
-def test_overrides_are_written_with_comments_and_undone(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    original = (
-        "# top comment\ndataset:\n  path: data/scifact   # the demo\n"
-        "method:\n  train:\n    seed: 0\n"
-    )
-    params.write_text(original)
-    changes = effective_overrides(
-        "data/tiny", "openai", {"method.train.seed": 3, "mlflow.experiment_name": "x"}
-    )
-    assert changes["dataset.path"] == "data/tiny"
-    assert changes["embedding.provider"] == "openai"
-    with params_overridden(params, changes):
-        text = params.read_text()
-        assert "# top comment" in text and "# the demo" in text
-        data = yaml.safe_load(text)
-        assert data["dataset"]["path"] == "data/tiny"
-        assert data["method"]["train"]["seed"] == 3
-        assert data["mlflow"]["experiment_name"] == "x"
-    assert params.read_text() == original
-    with pytest.raises(RuntimeError), params_overridden(params, changes):
-        raise RuntimeError("stage failed")
-    assert params.read_text() == original
-    assert not list(tmp_path.glob(".params.yaml.*"))
-    with params_overridden(params, {}):  # no overrides: the file is not touched
-        assert params.read_text() == original
+def test_effective_overrides_add_the_shortcuts() -> None:
+    changes = effective_overrides("data/tiny", "openai", {"method.train.seed": 3})
+    assert changes == {
+        "method.train.seed": 3,
+        "dataset.path": "data/tiny",
+        "embedding.provider": "openai",
+    }
+    assert effective_overrides(None, None, None) == {}
 
 
 def test_stage_reports_and_skips(tmp_path: Path) -> None:
@@ -101,23 +83,37 @@ def test_stage_reports_and_skips(tmp_path: Path) -> None:
     assert "no training labels" in _skip_reason(finetune, tmp_path)
 
 
-def test_registered_model_name_and_result_text() -> None:
-    assert registered_model_name({}) == "matryoshka-adaptor"
-    assert registered_model_name({"mlflow": {"registered_model_name": "m"}}) == "m"
-    assert (
-        registered_model_name(
-            {"mlflow": {"registered_model_name": "m"}, "registry": {"model_name": "r"}}
-        )
-        == "r"
-    )
+def test_stage_exit_code_and_forwarded_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    lines = [
+        "Running stage 'pretrain':",
+        "ERROR: failed to reproduce 'pretrain': failed to run: matryoshka pretrain, exited with 1",
+    ]
+    assert _stage_exit_code(lines, 255) == 1  # DVC exits 255; the command exited 1
+    assert _stage_exit_code(["no marker"], 255) == 255
+    import logging
+
+    logger = logging.getLogger("test.forward")
+    with caplog.at_level(logging.INFO, logger="test.forward"):
+        _log_line(logger, "2026-12-01 20:48:43,167 WARNING components.stages: low disk")
+        _log_line(logger, "plain line")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "low disk"),
+        ("INFO", "plain line"),
+    ]
+
+
+def test_result_text_says_where_the_outputs_are() -> None:
     result = RetrainingResult(
-        "r1",
-        "1",
-        "sqlite:///x.db",
-        {"validate": "cached"},
-        "| t |",
-        "MLflow UI: mlflow ui ...",
-        {"model_name": "m", "version": "2", "new": False},
+        run="20261201-000000-abcdef",
+        run_id="r1",
+        experiment_id="1",
+        tracking_uri="sqlite:///x.db",
+        stages={"validate": "cached"},
+        table="| t |",
+        ui="MLflow UI: mlflow ui ...",
+        workspace="/p/.matryoshka/runs/20261201-000000-abcdef/workspace",
+        registered={"model_name": "m", "version": "2", "new": False},
     )
     text = str(result)
     assert "| t |" in text and "validate cached" in text and "version 2" in text
+    assert "matryoshka apply 20261201-000000-abcdef" in text

@@ -21,6 +21,7 @@ from test_registry_support import (
     planted,
     train_variants,
 )
+from test_stages_support import assert_cli_failure
 
 from components.adaptor import load_adaptor
 from components.registry import (
@@ -391,5 +392,5 @@ def test_cli_promote_review_report_and_rollback(
     assert alias(client(store), "clitest", CHAMPION) == good
     assert _cli(["rollback", *common, "--version", medium]) == 0
     assert alias(client(store), "clitest", CHAMPION) == medium
-    assert _cli(["rollback", *common, "--version", "42"]) == 2
-    assert "no version 42" in capsys.readouterr().err
+    code = _cli(["rollback", *common, "--version", "42"])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "rollback: ", "no version 42")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from test_stages_support import BAD, DIM, FAST, TINY, unit_rows
+from test_stages_support import BAD, DIM, FAST, TINY, assert_cli_failure, unit_rows
 
 import components.embedding as embedding_package
 from components import cli
@@ -68,9 +68,7 @@ def test_validate_rejects_bad_dataset(
     stale_outputs(runs)
     code = cli.main(["validate", *args(runs, "--dataset", str(BAD / case))])
     err = capsys.readouterr().err
-    assert code == 1
-    assert CASES[case] in err
-    assert "Traceback" not in err
+    assert_cli_failure(code, err, 1, CASES[case])
     assert "FAILED" in err or "failed" in err
     assert not (runs / "validation" / "passed.json").exists()
     assert (runs / "validation" / "summary.txt").is_file()  # kept for inspection
@@ -131,10 +129,7 @@ def test_validate_rejects_generated_bad_files(
     runs = tmp_path / "runs"
     stale_outputs(runs)
     code = cli.main(["validate", *args(runs, "--dataset", str(dataset))])
-    err = capsys.readouterr().err
-    assert code == 1
-    assert f"{case}/{expected}" in err
-    assert "Traceback" not in err
+    assert_cli_failure(code, capsys.readouterr().err, 1, f"{case}/{expected}")
     assert not (runs / "validation" / "passed.json").exists()
 
 
@@ -146,14 +141,14 @@ def test_pipeline_stops_at_first_failure(
     runs = tmp_path / "runs"
     stale_outputs(runs)
     dataset = str(BAD / "malformed_jsonl")
-    assert cli.main(["validate", *args(runs, "--dataset", dataset)]) == 1
+    code = cli.main(["validate", *args(runs, "--dataset", dataset)])
+    assert_cli_failure(code, capsys.readouterr().err, 1, "malformed_jsonl/corpus.jsonl, row 3")
     # Even run by hand afterwards, the later stages refuse instead of using stale data.
-    assert cli.main(["embed", *args(runs, "--dataset", dataset)]) == 1
-    err = capsys.readouterr().err
-    assert "malformed_jsonl/corpus.jsonl, row 3" in err
+    code = cli.main(["embed", *args(runs, "--dataset", dataset)])
+    assert_cli_failure(code, capsys.readouterr().err, 1, "malformed_jsonl/corpus.jsonl, row 3")
     assert not (runs / "embeddings").exists()
-    assert cli.main(["pretrain", *args(runs)]) == 1
-    assert "run the embed stage first" in capsys.readouterr().err
+    code = cli.main(["pretrain", *args(runs)])
+    assert_cli_failure(code, capsys.readouterr().err, 1, "run the embed stage first")
     assert not (runs / "pretrain").exists()
 
 
@@ -198,10 +193,10 @@ def test_embed_rejects_bad_embeddings(
         ["embed", *args(runs, "--dataset", str(TINY), "--set", f"embedding.dimensions={DIM}")]
     )
     err = capsys.readouterr().err
-    assert code == 1
-    assert expected in err
-    assert not (runs / "embeddings").exists()
     kept = runs / "embeddings.failed-validation"
-    assert f"Validation artifacts: {kept}" in err and (kept / "summary.txt").is_file()
-    assert cli.main(["pretrain", *args(runs)]) == 1
+    assert_cli_failure(code, err, 1, expected, f"Validation artifacts: {kept}")
+    assert not (runs / "embeddings").exists()
+    assert (kept / "summary.txt").is_file()
+    code = cli.main(["pretrain", *args(runs)])
+    assert_cli_failure(code, capsys.readouterr().err, 1, "run the embed stage first")
     assert not (runs / "pretrain").exists()

@@ -120,3 +120,12 @@ def synthetic_embeddings(
         queries=queries,
         meta=meta,
     )
+
+
+def assert_cli_failure(code: int, err: str, expected_code: int, *fragments: str) -> None:
+    """A CLI failure as a user sees it: the exit code, every fragment of the one message,
+    and no Python traceback (those only appear with ``-v``)."""
+    assert code == expected_code, f"exit {code}, expected {expected_code}:\n{err}"
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"
+    assert "Traceback" not in err, err

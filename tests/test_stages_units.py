@@ -30,17 +30,15 @@ from test_stages_support import (
 
 import components.embedding as embedding_package
 from components.adaptor import load_adaptor
-from components.config import PipelineParams
 from components.data import load_dataset
 from components.embedding import EmbeddingArtifacts, load_embeddings
 from components.embedding.providers import close_providers
+from components.params import ParamsError, PipelineParams, load_params
 from components.stages import (
     SKIP_MESSAGE,
     STAGE_NAMES,
-    ParamsError,
     RunLayout,
     StageError,
-    load_stage_params,
     run_embed,
     run_evaluate,
     run_finetune,
@@ -57,7 +55,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fast_params(**extra: Any) -> PipelineParams:
-    return load_stage_params(REPO / "params.yaml", {**FAST, **extra})
+    return load_params(REPO / "params.yaml", {**FAST, **extra})
 
 
 @pytest.fixture
@@ -327,10 +325,6 @@ def test_embed_stage_with_an_api_provider(tmp_path: Path, server: OpenAITestServ
 
 def test_declared_dimension_without_loading_the_model() -> None:
     params = fast_params(**{"embedding.dimensions": None})
-    from components.stages.common import embedding_config
-
-    assert declared_dimension(embedding_config(params)) == 384  # bundled MiniLM
-    openai = embedding_config(
-        fast_params(**{"embedding.provider": "openai", "embedding.model": "m"})
-    )
+    assert declared_dimension(params.embedding) == 384  # bundled MiniLM
+    openai = fast_params(**{"embedding.provider": "openai", "embedding.model": "m"}).embedding
     assert declared_dimension(openai) is None

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from components.tracking import (
-    apply_overrides,
     dvc_lock_tags,
     evaluation_metrics,
     flatten_params,
@@ -150,15 +149,6 @@ def test_flatten_params_dotted_json_values_and_no_secrets() -> None:
     assert "p@" not in flat["embedding.base_url"] and "host/v1" in flat["embedding.base_url"]
     assert flat["empty"] == "{}"
     assert is_secret_key("x.token") and not is_secret_key("x.api_key_env")
-
-
-def test_apply_overrides_is_a_deep_copy() -> None:
-    params = {"method": {"train": {"seed": 0}}}
-    out = apply_overrides(params, {"method.train.seed": 3, "mlflow.experiment_name": "e"})
-    assert out == {"method": {"train": {"seed": 3}}, "mlflow": {"experiment_name": "e"}}
-    assert params["method"]["train"]["seed"] == 0
-    with pytest.raises(ValueError, match="not a section"):
-        apply_overrides(params, {"method.train.seed.x": 1})
 
 
 DVC_LOCK = """\

@@ -9,32 +9,25 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from components.validation import (
-    ValidationConfig,
-    load_validation_config,
-    validation_config_from_params,
-)
+from components.params import ParamsError, load_params
+from components.validation import ValidationConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_params_yaml_section_loads_and_matches_defaults() -> None:
-    config = load_validation_config(REPO / "params.yaml")
+    config = load_params(REPO / "params.yaml").validation
     assert config == ValidationConfig()
     assert config.min_score == 0 and config.positive_min_score == 1
-
-
-def test_config_from_pipeline_params_extra_section() -> None:
-    from components.config import load_params
-
-    params = load_params(REPO / "params.yaml", {"validation.sample_rows": 3})
-    assert validation_config_from_params(params).sample_rows == 3
+    assert (
+        load_params(REPO / "params.yaml", {"validation.sample_rows": 3}).validation.sample_rows == 3
+    )
 
 
 def test_missing_section_gives_defaults(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("dataset:\n  path: x\n")
-    assert load_validation_config(path) == ValidationConfig()
+    assert load_params(path).validation == ValidationConfig()
 
 
 def test_config_is_frozen() -> None:
@@ -66,9 +59,9 @@ def test_invalid_thresholds_are_rejected_with_the_key(kwargs: dict, message: str
 def test_unknown_key_in_params_names_file_and_section(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("validation:\n  min_scor: 1\n")
-    expected = r"params\.yaml, section 'validation': validation\.min_scor: unknown key"
-    with pytest.raises(ValueError, match=expected):
-        load_validation_config(path)
+    expected = r"params\.yaml: validation\.min_scor: unknown key \(did you mean 'min_score'\?\)"
+    with pytest.raises(ParamsError, match=expected):
+        load_params(path)
 
 
 def test_light_imports_do_not_load_great_expectations() -> None:

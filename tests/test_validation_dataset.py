@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_stages_support import assert_cli_failure
 
 from components.atomic import staged_directory
 from components.data import load_dataset
@@ -188,8 +189,8 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "... and 1 more" in printed  # sample_rows: 1 from the params file
     assert not (tmp_path / "v" / "data_docs").exists()
     params.write_text("validation:\n  min_score: 5\n  max_score: 1\n")
-    assert cli_main(["--dataset", str(BAD / "duplicate_ids"), "--params", str(params)]) == 2
-    assert "max_score" in capsys.readouterr().err
+    code = cli_main(["--dataset", str(BAD / "duplicate_ids"), "--params", str(params)])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "validation: max_score (1) is below")
 
 
 def test_no_network_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

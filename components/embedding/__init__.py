@@ -11,7 +11,7 @@ Example:
     >>> X = embed_texts(["hello"], EmbeddingConfig(), kind="query")  # doctest: +SKIP
 """
 
-from .config import EmbeddingConfig, load_embedding_config
+from .config import EmbeddingConfig
 from .errors import EmbeddingError
 from .extract import (
     Shard,
@@ -35,7 +35,6 @@ __all__ = [
     "embed_dataset",
     "embed_shard",
     "embed_texts",
-    "load_embedding_config",
     "load_embeddings",
     "plan_shards",
     "save_embeddings",

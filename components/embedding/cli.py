@@ -86,18 +86,21 @@ def add_embed_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """Build the EmbeddingConfig from ``--params`` plus flag overrides."""
-    from .config import EmbeddingConfig, load_embedding_config
+    """The EmbeddingConfig: ``--params`` (its ``embedding:`` section) plus flag overrides.
+
+    Raises:
+        ParamsError: an invalid value, naming the key (e.g. a provider without a model).
+    """
+    from components.params import load_params
 
     overrides = {
-        field: getattr(args, flag[2:].replace("-", "_"))
+        f"embedding.{field}": getattr(args, flag[2:].replace("-", "_"))
         for flag, (field, _, _) in _OVERRIDES.items()
     }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.no_normalize:
-        overrides["normalize"] = False
-    if args.params is not None and Path(args.params).exists():
-        return load_embedding_config(args.params, overrides)
-    return EmbeddingConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+        overrides["embedding.normalize"] = False
+    return load_params(args.params, overrides, missing_ok=True).embedding
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
@@ -110,9 +113,8 @@ def run_embed_command(args: argparse.Namespace) -> int:
             level=getattr(logging, str(args.log_level).upper(), logging.INFO),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-    from pydantic import ValidationError
-
     from components.data import DataFormatError, load_dataset
+    from components.params import ParamsError
 
     from .errors import EmbeddingError, redact
     from .extract import embed_dataset
@@ -120,7 +122,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         dataset = load_dataset(args.dataset)
-    except (ValidationError, DataFormatError, ValueError, OSError) as exc:
+    except (ParamsError, DataFormatError, ValueError, OSError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     try:

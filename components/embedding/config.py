@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ProviderName = Literal["local", "openai", "google"]
@@ -228,25 +227,3 @@ def redact_url(url: str | None) -> str | None:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def load_embedding_config(
-    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
-) -> EmbeddingConfig:
-    """Read the ``embedding:`` section of ``params.yaml`` and apply overrides.
-
-    Args:
-        path: the params file; a missing ``embedding:`` section means all defaults.
-        overrides: field -> value, applied over the file (``None`` values are ignored).
-
-    Example:
-        >>> load_embedding_config("params.yaml", {"provider": "local"})  # doctest: +SKIP
-    """
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    section = raw.get("embedding") or {}
-    if not isinstance(section, dict):
-        raise ValueError(
-            f"{path}: the 'embedding' section must be a mapping, got {type(section).__name__}"
-        )
-    merged = {**section, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    return EmbeddingConfig.model_validate(merged)

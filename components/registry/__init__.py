@@ -13,12 +13,7 @@ Example:
     ...                         model_name="matryoshka-adaptor")  # doctest: +SKIP
 """
 
-from components.registry.config import (
-    CHALLENGER,
-    CHAMPION,
-    RegistryConfig,
-    load_registry_config,
-)
+from components.registry.config import CHALLENGER, CHAMPION, RegistryConfig
 from components.registry.evaluation_set import EvaluationSet, load_evaluation_set
 from components.registry.gate import DimensionCheck, GateDecision, decide
 from components.registry.load import load_champion, model_uri
@@ -26,6 +21,7 @@ from components.registry.packaging import build_model_metadata, save_adaptor_mod
 from components.registry.promote import PromotionOutcome, promote, review_version, rollback
 from components.registry.register import register_run_model
 from components.registry.report import ReviewReport, build_review_report
+from components.registry.wiring import gate_from_params, registry_settings, review_from_params
 
 __all__ = [
     "CHALLENGER",
@@ -41,9 +37,11 @@ __all__ = [
     "decide",
     "load_champion",
     "load_evaluation_set",
-    "load_registry_config",
     "model_uri",
+    "gate_from_params",
     "promote",
+    "registry_settings",
+    "review_from_params",
     "register_run_model",
     "review_version",
     "rollback",

@@ -121,58 +121,36 @@ def add_registry_commands(subparsers: Any) -> None:
     review.set_defaults(handler=run_review_report)
 
 
-def _settings(
-    args: argparse.Namespace, overrides: dict[str, Any] | None = None
-) -> tuple[Any, str, str | None]:
-    import yaml
+def _params(args: argparse.Namespace) -> Any:
+    from components.params import load_params
 
-    from components.registry.client import resolve_uri
-    from components.registry.config import load_registry_config
-
-    config = load_registry_config(args.params, overrides)
-    name = args.model_name or config.model_name
-    raw = yaml.safe_load(Path(args.params).read_text()) or {}
-    configured = (raw.get("mlflow") or {}).get("tracking_uri")
-    uri = resolve_uri(args.tracking_uri, Path(args.params).resolve().parent, configured)
-    return config, name, uri
+    return load_params(args.params)
 
 
-def _evaluation(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
-    import yaml
-
-    from components.config import load_params
-    from components.registry.evaluation_set import load_evaluation_set
-
-    raw = yaml.safe_load(Path(args.params).read_text()) or {}
-    dataset = raw.get("dataset") or {}
-    root = Path(args.params).resolve().parent
-    embeddings = args.embeddings_dir or root / config.embeddings_dir
-    dataset_dir = args.dataset or root / dataset.get("path", "data/scifact")
-    split = args.split or dataset.get("test_split", "test")
-    data = load_evaluation_set(embeddings, dataset_dir, split)
-    return data, load_params(args.params).evaluation
+def _root(args: argparse.Namespace) -> Path:
+    """Relative params paths (dataset, embeddings) are relative to the params file."""
+    return Path(args.params).resolve().parent
 
 
 def run_promote(args: argparse.Namespace) -> int:
     """Handler of ``promote``."""
-    from components.registry.promote import promote
+    from components.params import ParamsError
+    from components.registry.wiring import gate_from_params
 
     try:
-        overrides = {"run_mode": args.run_mode} if args.run_mode else None
-        config, name, uri = _settings(args, overrides)
-        data, evaluation = (
-            (None, None) if config.run_mode == "disabled" else _evaluation(args, config)
-        )
-        outcome = promote(
-            name,
-            data,
-            config,
+        outcome = gate_from_params(
+            _params(args),
+            _root(args),
             version=args.version,
-            tracking_uri=uri,
-            evaluation=evaluation,
             report_dir=args.report_dir,
+            run_mode=args.run_mode,
+            model_name=args.model_name,
+            tracking_uri=args.tracking_uri,
+            embeddings_dir=args.embeddings_dir,
+            dataset_dir=args.dataset,
+            split=args.split,
         )
-    except (LookupError, ValueError, FileNotFoundError) as exc:
+    except (LookupError, ValueError, FileNotFoundError, ParamsError) as exc:
         print(f"promote: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps({k: v for k, v in outcome.to_dict().items() if k != "decision"}))
@@ -183,12 +161,18 @@ def run_promote(args: argparse.Namespace) -> int:
 
 def run_rollback(args: argparse.Namespace) -> int:
     """Handler of ``rollback``."""
+    from components.params import ParamsError
     from components.registry.promote import rollback
+    from components.registry.wiring import registry_settings
 
     try:
-        _, name, uri = _settings(args)
-        outcome = rollback(name, args.version, tracking_uri=uri, force=args.force)
-    except (LookupError, ValueError) as exc:
+        settings = registry_settings(
+            _params(args), _root(args), model_name=args.model_name, tracking_uri=args.tracking_uri
+        )
+        outcome = rollback(
+            settings.model_name, args.version, tracking_uri=settings.tracking_uri, force=args.force
+        )
+    except (LookupError, ValueError, ParamsError) as exc:
         print(f"rollback: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(outcome.message)
@@ -197,23 +181,24 @@ def run_rollback(args: argparse.Namespace) -> int:
 
 def run_review_report(args: argparse.Namespace) -> int:
     """Handler of ``review-report``."""
-    from components.registry.promote import review_version
+    from components.params import ParamsError
+    from components.registry.wiring import review_from_params
 
+    out = args.out or Path("runs/review") / f"v{args.version}"
     try:
-        config, name, uri = _settings(args)
-        data, evaluation = _evaluation(args, config)
-        out = args.out or Path("runs/review") / f"v{args.version}"
-        review_version(
-            name,
+        review_from_params(
+            _params(args),
+            _root(args),
             args.version,
-            data,
-            config,
-            tracking_uri=uri,
-            evaluation=evaluation,
             out_dir=out,
             attach=not args.no_attach,
+            model_name=args.model_name,
+            tracking_uri=args.tracking_uri,
+            embeddings_dir=args.embeddings_dir,
+            dataset_dir=args.dataset,
+            split=args.split,
         )
-    except (LookupError, ValueError, FileNotFoundError) as exc:
+    except (LookupError, ValueError, FileNotFoundError, ParamsError) as exc:
         print(f"review-report: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(f"review report: {out / 'report.html'} (and report.md)")

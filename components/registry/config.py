@@ -9,15 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-DEFAULT_MODEL_NAME = "matryoshka-adaptor"
 DEFAULT_BASELINES = ("base", "pca", "svd_rotation")
 
 RunMode = Literal["disabled", "dry_run", "enabled"]
@@ -27,8 +24,8 @@ class RegistryConfig(BaseModel):
     """Promotion gate settings (see docs/registry.md).
 
     Attributes:
-        model_name: registered model; ``None`` = ``mlflow.registered_model_name`` in
-            params.yaml, else ``matryoshka-adaptor``.
+        model_name: registered model; ``None`` = ``mlflow.registered_model_name``
+            (:attr:`components.params.PipelineParams.model_name`).
         run_mode: ``disabled`` (the gate does nothing), ``dry_run`` (decides and logs, never
             moves an alias or a status) or ``enabled``.
         metric: the evaluation column the gate compares (``ndcg_at_10``).
@@ -84,21 +81,3 @@ class RegistryConfig(BaseModel):
         if isinstance(self.ndcg_floor, dict):
             return float(self.ndcg_floor.get(int(dim), 0.0))
         return float(self.ndcg_floor)
-
-
-def load_registry_config(
-    params_path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
-) -> RegistryConfig:
-    """Read ``registry:`` from params.yaml; ``model_name`` falls back to the mlflow section.
-
-    Example:
-        >>> load_registry_config("params.yaml", {"run_mode": "dry_run"})  # doctest: +SKIP
-    """
-    raw = yaml.safe_load(Path(params_path).read_text()) or {}
-    section = dict(raw.get("registry") or {})
-    section.update(overrides or {})
-    if not section.get("model_name"):
-        section["model_name"] = (raw.get("mlflow") or {}).get(
-            "registered_model_name"
-        ) or DEFAULT_MODEL_NAME
-    return RegistryConfig.model_validate(section)

@@ -13,10 +13,11 @@ review report to the challenger, then, by ``run_mode``:
   which size failed by how much.
 
 Example:
-    >>> from components.registry import promote, load_evaluation_set, load_registry_config
+    >>> from components.params import load_params
+    >>> from components.registry import promote, load_evaluation_set
     >>> outcome = promote("matryoshka-adaptor",
     ...                   load_evaluation_set("runs/embeddings", "data/scifact", "test"),
-    ...                   load_registry_config("params.yaml"))  # doctest: +SKIP
+    ...                   load_params("params.yaml").registry)  # doctest: +SKIP
     >>> outcome.action, outcome.champion_after  # doctest: +SKIP
     ('promoted', '3')
 """

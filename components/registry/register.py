@@ -163,13 +163,6 @@ def register_run_model(
                 f"(recommended dim {meta['recommended_dim']} of d={meta['d']})."
             ),
         )
-        client.set_registered_model_alias(model_name, CHALLENGER, model_version.version)
-        log.info(
-            "registered %s v%s (@%s, validation_status=pending)",
-            model_name,
-            model_version.version,
-            CHALLENGER,
-        )
         with tempfile.TemporaryDirectory(prefix="champion-meta-") as tmp:
             champion_version, champion_values = _champion_logged_numbers(
                 client, model_name, tmp, model_version.version
@@ -200,4 +193,49 @@ def register_run_model(
             ),
         )
         attach_review_report(client, model_version, report)
+        # The alias moves last: a run killed before this point leaves a version that
+        # discard_run_versions() removes, never a @challenger without its report.
+        client.set_registered_model_alias(model_name, CHALLENGER, model_version.version)
+        log.info(
+            "registered %s v%s (@%s, validation_status=pending)",
+            model_name,
+            model_version.version,
+            CHALLENGER,
+        )
         return client.get_model_version(model_name, model_version.version)
+
+
+def discard_run_versions(
+    client: Any, model_name: str, run_id: str, previous_challenger: str | None = None
+) -> list[str]:
+    """Delete the versions a failed or killed run registered; restore ``@challenger``.
+
+    A version must never outlive the run that made it when that run did not finish
+    (its metrics, lineage or report may be missing). Deleting a version drops its aliases,
+    so ``@challenger`` is pointed back at ``previous_challenger`` when that still exists.
+
+    Returns:
+        The deleted version numbers.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+    except MlflowException:
+        return []
+    deleted = []
+    for version in versions:
+        client.delete_model_version(model_name, version.version)
+        deleted.append(str(version.version))
+        log.warning(
+            "deleted %s v%s: registered by run %s, which did not finish",
+            model_name,
+            version.version,
+            run_id,
+        )
+    if deleted and previous_challenger and alias_version(client, model_name, CHALLENGER) is None:
+        try:
+            client.set_registered_model_alias(model_name, CHALLENGER, previous_challenger)
+        except MlflowException:
+            log.warning("could not point @%s back at v%s", CHALLENGER, previous_challenger)
+    return deleted

@@ -15,8 +15,9 @@ The Prefect flow calls these functions; ``dvc.yaml`` runs them through the ``mat
 CLI (``matryoshka <stage>``). :func:`run_stage` runs one by name with the default layout.
 
 Example:
-    >>> from components.stages import load_stage_params, run_stage
-    >>> params = load_stage_params("params.yaml", {"method.train.seed": 1})  # doctest: +SKIP
+    >>> from components.params import load_params
+    >>> from components.stages import run_stage
+    >>> params = load_params("params.yaml", {"method.train.seed": 1})  # doctest: +SKIP
     >>> run_stage("pretrain", params)  # doctest: +SKIP
 """
 
@@ -25,16 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.config import PipelineParams
-from components.stages.common import (
-    DatasetConfig,
-    ParamsError,
-    RunLayout,
-    StageError,
-    dataset_config,
-    load_stage_params,
-    parse_override,
-)
+from components.params import ParamsError, PipelineParams
+from components.stages.common import RunLayout, StageError
 from components.stages.embed import run_embed
 from components.stages.evaluate import (
     EvaluationOutput,
@@ -70,7 +63,7 @@ def run_stage(
         The stage function's result.
     """
     layout = layout or RunLayout()
-    dataset = Path(dataset_dir) if dataset_dir is not None else dataset_config(params).path
+    dataset = Path(dataset_dir) if dataset_dir is not None else params.dataset.path
     if name == "validate":
         return run_validate(dataset, params, layout.validation)
     if name == "embed":
@@ -89,18 +82,14 @@ def run_stage(
 __all__ = [
     "SKIP_MESSAGE",
     "STAGE_NAMES",
-    "DatasetConfig",
     "EvaluationOutput",
     "ParamsError",
     "RunLayout",
     "StageError",
     "TrainingOutput",
     "best_recommendation",
-    "dataset_config",
     "format_results",
     "load_results",
-    "load_stage_params",
-    "parse_override",
     "run_embed",
     "run_evaluate",
     "run_finetune",

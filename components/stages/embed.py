@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.atomic import remove_path, staged_directory
-from components.config import PipelineParams
-from components.stages.common import (
-    ParamsError,
-    StageError,
-    embedding_config,
-    validation_config,
-)
+from components.params import ParamsError, PipelineParams
+from components.stages.common import StageError
 
 if TYPE_CHECKING:
     from components.embedding import EmbeddingArtifacts, EmbeddingConfig
@@ -101,8 +96,8 @@ def run_embed(
     from components.embedding import EmbeddingArtifacts, embed_dataset
     from components.validation import DataValidationError, validate_embeddings
 
-    config = embedding_config(params)
-    thresholds = validation_config(params)
+    config = params.embedding
+    thresholds = params.validation
     out = Path(out_dir)
     expected = declared_dimension(config)
     failed = out.parent / f"{out.name}.failed-validation"

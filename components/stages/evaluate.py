@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
-from components.config import PipelineParams
+from components.params import PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     StageError,
-    dataset_config,
     read_json,
     write_json,
 )
@@ -82,7 +81,7 @@ def run_evaluate(
     from components.baselines import PCAProjection, SVDRotation, Truncation
     from components.evaluation import evaluate_methods
 
-    split = dataset_config(params).test_split
+    split = params.dataset.test_split
     out = Path(out_dir)
     with staged_directory(out, clear_first=True) as staging:
         artifacts, dataset = load_matching_inputs(embeddings_dir, dataset_dir)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
-from components.config import PipelineParams
+from components.params import PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     HISTORY_FILE,
     StageError,
-    dataset_config,
     read_json,
     write_json,
 )
@@ -88,7 +87,7 @@ def run_finetune(
     from components.adaptor import load_adaptor, save_adaptor
     from components.training import train_supervised
 
-    split = dataset_config(params).train_split
+    split = params.dataset.train_split
     out = Path(out_dir)
     with staged_directory(out, clear_first=True) as staging:
         artifacts, dataset = load_matching_inputs(embeddings_dir, dataset_dir)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
-from components.config import MethodConfig, PipelineParams
+from components.config import MethodConfig
+from components.params import PipelineParams
 from components.stages.common import (
     ADAPTOR_DIR,
     HISTORY_FILE,

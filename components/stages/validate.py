@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.atomic import remove_path
-from components.config import PipelineParams
-from components.stages.common import validation_config, write_json
+from components.params import PipelineParams
+from components.stages.common import write_json
 
 if TYPE_CHECKING:
     from components.validation import ValidationReport
@@ -52,7 +52,7 @@ def run_validate(
     from components.data import DataFormatError, load_dataset
     from components.validation import DataValidationError, validate_dataset
 
-    config = validation_config(params)
+    config = params.validation
     if build_docs is not None:
         config = config.model_copy(update={"build_data_docs": build_docs})
     dataset_dir, out = Path(dataset_dir), Path(out_dir)

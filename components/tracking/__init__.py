@@ -27,7 +27,7 @@ from components.tracking.outputs import (
     log_pipeline_outputs,
     read_json,
 )
-from components.tracking.params import apply_overrides, flatten_params, is_secret_key
+from components.tracking.params import flatten_params, is_secret_key, redact_overrides
 from components.tracking.run import (
     DATASET_FINGERPRINT_TAG,
     FAILURE_MESSAGE_TAG,
@@ -49,7 +49,6 @@ __all__ = [
     "GitInfo",
     "PipelineOutputs",
     "PipelineRun",
-    "apply_overrides",
     "default_tracking_uri",
     "dvc_lock_tags",
     "evaluation_metrics",
@@ -64,6 +63,7 @@ __all__ = [
     "parse_metric_key",
     "read_dvc_lock",
     "read_json",
+    "redact_overrides",
     "recommended_dim_key",
     "resolve_tracking_uri",
     "train_metric_key",

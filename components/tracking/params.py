@@ -10,7 +10,6 @@ redacted and credentials inside URLs are masked.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -57,22 +56,12 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
-def apply_overrides(
-    params: Mapping[str, Any], overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """A deep copy of ``params`` with dotted-key ``overrides`` applied.
-
-    Same semantics as :func:`components.config.load_params`: missing parents are created,
-    a leaf is replaced. Raises ValueError when a parent on the path is not a mapping.
-    """
-    result: dict[str, Any] = copy.deepcopy(dict(params))
-    for dotted, value in (overrides or {}).items():
-        node: dict[str, Any] = result
-        *parents, leaf = str(dotted).split(".")
-        for key in parents:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {dotted!r}: {key!r} is not a section of params.yaml")
-            node = child
-        node[leaf] = value
-    return result
+def redact_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted-key overrides safe to record or log: secret-looking keys redacted, URL
+    credentials masked."""
+    return {
+        key: REDACTED
+        if is_secret_key(key) and value is not None
+        else (mask_credentials(value) if isinstance(value, str) else value)
+        for key, value in overrides.items()
+    }

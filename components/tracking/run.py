@@ -111,13 +111,17 @@ class PipelineRun:
         self.client.set_terminated(self.run_id, status="FINISHED", end_time=_now_ms())
 
     def fail(self, error: BaseException | str, stage: str | None = None) -> None:
-        """Mark the run ``FAILED`` (``KILLED`` for an interrupt) with the reason attached.
+        """Mark the run ``FAILED`` (``KILLED`` for SIGINT/SIGTERM) with the reason attached.
 
         Sets ``failure.stage`` / ``failure.message`` tags and logs ``failure.txt`` (message
         and traceback). Never raises: a broken store must not hide the original error.
         """
-        message = mask_credentials(str(error))
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        from components.runs.processes import exit_reason
+
+        message = mask_credentials(exit_reason(error))
+        # SIGINT/SIGTERM arrive as BaseExceptions that are not Exceptions
+        # (KeyboardInterrupt, Prefect's TerminationSignal, SystemExit).
+        status = "FAILED" if isinstance(error, Exception | str) else "KILLED"
         details = message
         if isinstance(error, BaseException):
             details += "\n\n" + "".join(traceback.format_exception(error))

@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-DEFAULT_EXPERIMENT = "matryoshka-adaptor"
-DEFAULT_REGISTERED_MODEL = "matryoshka-adaptor"
 STORE_DIR = "mlflow"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
@@ -69,13 +67,10 @@ def ui_command(uri: str) -> str:
 
 
 def mlflow_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The ``mlflow:`` section of params.yaml with defaults filled in."""
-    section = params.get("mlflow") or {}
-    return {
-        "experiment_name": section.get("experiment_name") or DEFAULT_EXPERIMENT,
-        "registered_model_name": section.get("registered_model_name") or DEFAULT_REGISTERED_MODEL,
-        "tracking_uri": section.get("tracking_uri"),
-    }
+    """The ``mlflow:`` section of plain params data, validated, with defaults filled in."""
+    from components.params import MlflowConfig
+
+    return MlflowConfig.model_validate(params.get("mlflow") or {}).model_dump()
 
 
 def ensure_experiment(client: Any, name: str, artifact_root: Path | None) -> str:

@@ -14,11 +14,7 @@ Example:
 ``great_expectations`` is imported lazily, only when suites run.
 """
 
-from components.validation.config import (
-    ValidationConfig,
-    load_validation_config,
-    validation_config_from_params,
-)
+from components.validation.config import ValidationConfig
 from components.validation.report import (
     DataValidationError,
     ExpectationOutcome,
@@ -35,8 +31,6 @@ __all__ = [
     "SuiteResult",
     "ValidationConfig",
     "ValidationReport",
-    "load_validation_config",
     "validate_dataset",
     "validate_embeddings",
-    "validation_config_from_params",
 ]

@@ -64,42 +64,17 @@ def add_validate_command(subparsers: Any) -> argparse.ArgumentParser:
     return configure_parser(parser)
 
 
-def _load_params(path: Path | None) -> tuple[dict[str, Any], str]:
-    """The parsed params file (empty when the default file is absent) and its name."""
-    import yaml
-
-    if path is None:
-        path = Path(DEFAULT_PARAMS)
-        if not path.is_file():
-            return {}, "built-in defaults"
-    if not path.is_file():
-        raise FileNotFoundError(f"params file not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return raw, str(path)
-
-
 def run_validate_command(args: argparse.Namespace) -> int:
     """Handler of ``validate``: 0 passed, 1 failed (summary printed), 2 usage error."""
-    from components.validation.config import validation_config_from_params
+    from components.params import ParamsError, load_params
 
     try:
-        params, source = _load_params(args.params)
-        config = validation_config_from_params(params, source=source)
-    except (OSError, ValueError) as exc:
+        params = load_params(args.params, missing_ok=args.params is None)
+    except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    dataset = args.dataset
-    if dataset is None:
-        dataset_path = (params.get("dataset") or {}).get("path")
-        if not dataset_path:
-            print(
-                "error: no dataset: pass --dataset DIR or set dataset.path in the params file",
-                file=sys.stderr,
-            )
-            return 2
-        dataset = Path(dataset_path)
+    config = params.validation
+    dataset = args.dataset if args.dataset is not None else params.dataset.path
     if getattr(args, "no_docs", False):
         config = config.model_copy(update={"build_data_docs": False})
     out = args.out if args.out is not None else DEFAULT_OUT_ROOT / Path(dataset).name

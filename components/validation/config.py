@@ -1,19 +1,13 @@
-"""Thresholds of the data-validation stage, read from the ``validation:`` section of params.yaml.
+"""Thresholds of the data-validation stage: the ``validation:`` section of params.yaml.
 
 :class:`ValidationConfig` is frozen and checked at construction, so a bad threshold fails when
-the params are loaded, with a message saying which key to change, not halfway through a run.
+the params are loaded (:func:`components.params.load_params`), with a message saying which key
+to change, not halfway through a run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-PARAMS_SECTION = "validation"
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ValidationConfig(BaseModel):
@@ -106,66 +100,3 @@ class ValidationConfig(BaseModel):
             if kind != "f":
                 raise ValueError(f"embedding_dtypes: {name!r} is not a floating-point dtype")
         return self
-
-
-def validation_config_from_params(
-    params: Mapping[str, Any] | Any, source: str = "params"
-) -> ValidationConfig:
-    """Build the config from parsed params: a mapping or a ``PipelineParams`` (extra allowed).
-
-    A missing ``validation:`` section gives the defaults.
-
-    Raises:
-        ValueError: an unknown key or an invalid threshold; the message starts with
-            ``source`` (e.g. the params file) and names each offending key.
-    """
-    if isinstance(params, Mapping):
-        section = params.get(PARAMS_SECTION)
-    else:
-        extra = getattr(params, "model_extra", None) or {}
-        section = extra.get(PARAMS_SECTION, getattr(params, PARAMS_SECTION, None))
-    if section is None:
-        return ValidationConfig()
-    if isinstance(section, ValidationConfig):
-        return section
-    if not isinstance(section, Mapping):
-        raise ValueError(
-            f"{source}, section '{PARAMS_SECTION}': must be a mapping of "
-            f"thresholds, got {type(section).__name__}"
-        )
-    try:
-        return ValidationConfig.model_validate(dict(section))
-    except ValidationError as exc:
-        raise ValueError(f"{source}, section '{PARAMS_SECTION}': {describe_errors(exc)}") from None
-
-
-def load_validation_config(path: str | Path = "params.yaml") -> ValidationConfig:
-    """Read the ``validation:`` section of a params file (defaults when it is absent).
-
-    Raises:
-        FileNotFoundError: the params file does not exist.
-        ValueError: the section has an unknown key or an invalid threshold; the message
-            names the key and the file.
-    """
-    params_path = Path(path)
-    if not params_path.is_file():
-        raise FileNotFoundError(f"params file not found: {params_path}")
-    raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{params_path}: expected a mapping at the top level")
-    return validation_config_from_params(raw, source=str(params_path))
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """One line per problem, ``validation.<key>: <what is wrong>``; unknown keys list the
-    known ones."""
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        where = f"{PARAMS_SECTION}.{key}" if key else PARAMS_SECTION
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            known = ", ".join(ValidationConfig.model_fields)
-            message = f"unknown key; known keys: {known}"
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)

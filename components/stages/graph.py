@@ -132,12 +132,9 @@ def load_stage_graph(
     if not isinstance(stages, Mapping) or not stages:
         raise StageGraphError(f"{path}: no 'stages:' mapping")
     if params is None:
-        params_file = path.parent / "params.yaml"
-        params = (
-            yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-            if params_file.is_file()
-            else {}
-        )
+        from components.params import PARAMS_FILE, read_params_file
+
+        params = read_params_file(path.parent / PARAMS_FILE, missing_ok=True)
     context: dict[str, Any] = dict(params)
     for item in raw.get("vars") or []:
         if isinstance(item, Mapping):
@@ -167,6 +164,11 @@ def load_stage_graph(
             )
         )
     return _toposort(specs, path)
+
+
+def stage_outputs(stages: list[StageSpec]) -> list[str]:
+    """Every output path of ``stages`` (``outs``, ``metrics``, ``plots``), in order."""
+    return list(dict.fromkeys(out for stage in stages for out in stage.outs))
 
 
 def _toposort(specs: list[StageSpec], path: Path) -> list[StageSpec]:
