@@ -39,8 +39,9 @@ import numpy as np
 
 from .batching import make_batches, plan_units, text_key
 from .cache import EmbeddingCache, Namespace, keys_array
+from .concurrency import AdaptiveConcurrencyLimit
 from .config import EmbeddingConfig, Kind
-from .errors import EmbeddingError, ResponseValidationError
+from .errors import EmbeddingError, RateLimitedError, ResponseValidationError
 from .progress import Progress
 from .providers import (
     BUNDLED_MODEL_NAME,
@@ -127,6 +128,7 @@ def plan_shards(n_texts: int, config: EmbeddingConfig, *, kind: Kind = "document
 # --- per-process shared state -------------------------------------------------------------
 _CACHES: dict[tuple[str, Namespace], EmbeddingCache] = {}
 _LIMITERS: dict[EmbeddingConfig, RateLimiter] = {}
+_CONCURRENCY: dict[EmbeddingConfig, AdaptiveConcurrencyLimit] = {}
 _STATE_LOCK = threading.Lock()
 
 
@@ -164,6 +166,17 @@ def _limiter(config: EmbeddingConfig) -> RateLimiter:
             limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
             _LIMITERS[config] = limiter
         return limiter
+
+
+def _concurrency(config: EmbeddingConfig) -> AdaptiveConcurrencyLimit:
+    """The process-wide limit on requests in flight for ``config``: what it learnt about the
+    server's capacity carries over to the next shard instead of being paid for again."""
+    with _STATE_LOCK:
+        limit = _CONCURRENCY.get(config)
+        if limit is None:
+            limit = AdaptiveConcurrencyLimit(config.max_concurrency)
+            _CONCURRENCY[config] = limit
+        return limit
 
 
 # --- preparing units ----------------------------------------------------------------------
@@ -250,14 +263,29 @@ class _BatchRunner:
             max_s=config.backoff_max_s,
         )
         self.stop = threading.Event()
-        self.slots = threading.BoundedSemaphore(config.max_concurrency)
+        self.in_flight = _concurrency(config)
+        self._answered = 0  # successful requests of any batch: progress, for the retry budget
+        self._answered_lock = threading.Lock()
         self._dim_lock = threading.Lock()
         self.dim = config.dimensions or cache.dim
 
+    def answered(self) -> int:
+        """Requests answered successfully so far (any batch)."""
+        with self._answered_lock:
+            return self._answered
+
     def _attempt(self, texts: list[str], tokens: int) -> np.ndarray:
-        with self.slots:  # bounds requests in flight; cache writes happen outside
+        # Bounds requests in flight; validation and cache writes happen outside.
+        with self.in_flight.slot() as slot:
             self.limiter.acquire(tokens)
-            matrix = self.provider.embed_batch(texts, self.kind)
+            try:
+                matrix = self.provider.embed_batch(texts, self.kind)
+            except RateLimitedError:
+                slot.overloaded()
+                raise
+            slot.succeeded()
+        with self._answered_lock:
+            self._answered += 1
         with self._dim_lock:
             expected = self.dim
         matrix = check_matrix(np.asarray(matrix), expected_rows=len(texts), expected_dim=expected)
@@ -279,6 +307,7 @@ class _BatchRunner:
             batch=label,
             on_retry_after=self.limiter.pause,
             stop=self.stop,
+            progress=self.answered,
         )
         self.cache.put(keys, matrix)
         if self.progress is not None:
@@ -353,9 +382,10 @@ def embed_shard(
 
 
 def _run_concurrently(runner: _BatchRunner, jobs: list, max_concurrency: int) -> None:
-    """Run jobs on ``2 x max_concurrency`` threads, of which at most ``max_concurrency`` hold
-    a request open (``runner.slots``): while one thread validates and writes its batch to the
-    cache, the next request is already on the wire. On a permanent failure stop submitting,
+    """Run jobs on ``2 x max_concurrency`` threads, of which at most ``runner.in_flight.limit``
+    (adaptive, at most ``max_concurrency``) hold a request open: while one thread validates and
+    writes its batch to the cache, the next request is already on the wire. On a permanent
+    failure stop submitting,
     let in-flight batches finish (they are cached), then raise the first error."""
     error: BaseException | None = None
     pending: set[Future] = set()
