@@ -109,14 +109,16 @@ def test_first_response_of_wrong_dimension_is_not_the_reference(
     assert len(server.requests) == 3 and [r.fault for r in server.requests].count("dim") == 1
 
 
+@pytest.mark.parametrize("max_concurrency", [1, 4], ids=["sequential", "concurrent"])
 def test_two_disagreeing_batches_are_both_requested_again(
-    server: OpenAITestServer, tmp_path: Path
+    server: OpenAITestServer, tmp_path: Path, max_concurrency: int
 ) -> None:
     server.add_fault("dim")  # 383 vs 384, one vote each, and no further batch to decide
-    config = _config(server, tmp_path, max_concurrency=1)
+    config = _config(server, tmp_path, max_concurrency)
     texts = TEXTS[:8]
     np.testing.assert_allclose(embed_texts(texts, config), expected_matrix(texts, D), rtol=1e-6)
-    assert [r.fault for r in server.requests] == ["dim", None, None, None]
+    faults = [r.fault for r in server.requests]
+    assert len(faults) == 4 and faults.count("dim") == 1  # both held, both asked again
     assert set(_file_dims(_namespace_dir(config))) == {D}
 
 

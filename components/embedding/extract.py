@@ -366,9 +366,10 @@ class _BatchRunner:
         """Nothing else is in flight or queued: decide with what is held, or reject it."""
         self.dimension.settle()
 
-    def resolve_held(self) -> list[_Job]:
+    def resolve_held(self, requeue: bool = True) -> list[_Job]:
         """Cache held responses that match the decided dimension; return the jobs to request
-        again (the others, each charged one failed attempt).
+        again (the others, each charged one failed attempt; none when ``requeue`` is off,
+        as when the run is failing anyway).
 
         Raises:
             EmbeddingError: a rejected batch has no retries left.
@@ -376,6 +377,8 @@ class _BatchRunner:
         matching, rejected = self.dimension.take_held()
         for job, matrix in matching:
             self._store(job, matrix)
+        if not requeue:
+            return []
         again = []
         for (job, _), why in rejected:
             failed = job.failed_attempts + 1
@@ -538,6 +541,7 @@ def _run_concurrently(runner: _BatchRunner, jobs: list[_Job], max_concurrency: i
                 future.cancel()
             raise
     if error is not None:
+        runner.resolve_held(requeue=False)  # what was answered and checked stays cached
         raise error
 
 
