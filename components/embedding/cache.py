@@ -2,9 +2,10 @@
 
 Layout (format v1)::
 
-    <cache_dir>/v1/<namespace id>/namespace.json   what the vectors are (no secrets)
+    <cache_dir>/v1/<namespace id>/namespace.json   what the vectors are, verified dimension
     <cache_dir>/v1/<namespace id>/seg-<sha>.npz    one finished batch: keys + vectors
     <cache_dir>/v1/<namespace id>/pack-<sha>.npz   many batches merged by compact()
+    <cache_dir>/v1/<namespace id>/quarantine/      files set aside for a wrong dimension
 
 A *namespace* is everything that determines a vector other than the text: provider, model,
 requested dimensions, normalisation, task type (where the provider has one) and an optional
@@ -14,6 +15,15 @@ truncation included). Each file is written to a temporary name, fsync-ed and ren
 batches are never lost and never requested again. Files are immutable and named by content,
 so several processes (shards on a cluster) can share one cache directory, and ``dvc add``
 stores unchanged files only once across versions.
+
+All vectors of a namespace have one dimension. The expected one comes from a trusted source
+(see :mod:`components.embedding.dimensions`; once verified it is recorded in
+``namespace.json``) or, while none is known, from the majority of the batch files. Files of
+any other dimension (a misbehaving server's batch cached by an older version, or two
+processes that disagreed) are repaired when the namespace is opened or refreshed: they are
+moved into ``quarantine/`` (never deleted; a warning names the folder) and their texts count
+as missing, so the next run requests them again. :class:`CacheCorruptError` is only for files
+that cannot be read.
 
 Example:
     >>> ns = Namespace(provider="openai", model="text-embedding-3-small", dimensions=256,
@@ -33,6 +43,7 @@ import re
 import threading
 import time
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,10 +52,14 @@ import numpy as np
 
 from components.atomic import atomic_write
 
+from .dimensions import ExpectedDimension
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 KEY_DTYPE = np.dtype("S32")
+#: Where files of a wrong dimension are moved, inside the namespace directory.
+QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -86,18 +101,30 @@ class EmbeddingCache:
     Args:
         root: the cache directory (``EmbeddingConfig.cache_dir``).
         namespace: what the vectors are.
+        expected: the dimension the vectors must have, if known (default: the namespace's
+            requested ``dimensions``, else the one recorded as verified in
+            ``namespace.json``, else the majority of the files).
+
+    Attributes:
+        dim: the dimension of the vectors served (``None`` while empty and none expected).
     """
 
-    def __init__(self, root: str | Path, namespace: Namespace) -> None:
+    def __init__(
+        self, root: str | Path, namespace: Namespace, expected: ExpectedDimension | None = None
+    ) -> None:
         self.namespace = namespace
         self.dir = Path(root) / f"v{FORMAT_VERSION}" / namespace.id
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir = self.dir / QUARANTINE_DIR
         self._lock = threading.RLock()
         self._files: list[str] = []
         self._known: set[str] = set()
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.dim: int | None = None
+        if expected is None and namespace.dimensions is not None:
+            expected = ExpectedDimension(namespace.dimensions, "the requested dimensions")
+        self._expected = expected
         self._write_namespace()
         self.refresh()
 
@@ -110,47 +137,143 @@ class EmbeddingCache:
         payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
         atomic_write(path, lambda h: h.write(payload))
 
+    @property
+    def expected_dim(self) -> ExpectedDimension | None:
+        """The dimension this namespace's vectors must have, if known (given or recorded)."""
+        with self._lock:
+            return self._expected or self._recorded_dimension()
+
+    def _recorded_dimension(self) -> ExpectedDimension | None:
+        """The verified dimension recorded in ``namespace.json`` (by any process)."""
+        try:
+            data = json.loads((self.dir / "namespace.json").read_text())
+        except (OSError, ValueError):
+            return None
+        value = data.get("verified_dimension") if isinstance(data, dict) else None
+        if not isinstance(value, int) or value <= 0:
+            return None
+        source = f"verified for this cache namespace by {data.get('verified_by') or 'a run'}"
+        return ExpectedDimension(value, source)
+
+    def trust(self, expected: ExpectedDimension) -> None:
+        """Make ``expected`` this namespace's dimension: record it in ``namespace.json`` (if
+        verified) and quarantine every file of another dimension (their texts count as
+        missing from now on)."""
+        with self._lock:
+            recorded = self._recorded_dimension()
+            if expected.verified and (recorded is None or recorded.value != expected.value):
+                self._record(expected)
+            self._expected = expected
+            self.refresh()  # quarantines what disagrees
+
+    def _record(self, expected: ExpectedDimension) -> None:
+        path = self.dir / "namespace.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {"format": FORMAT_VERSION, **asdict(self.namespace)}
+        data.update(verified_dimension=expected.value, verified_by=expected.source)
+        payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+        atomic_write(path, lambda h: h.write(payload))
+
     def refresh(self) -> int:
-        """Index files written since the last scan (by this or another process).
+        """Index files written since the last scan (by this or another process), setting
+        aside files whose dimension disagrees with the namespace's (see the module doc).
 
         Returns:
             The number of newly indexed files.
         """
         with self._lock:
+            if self._expected is None:
+                self._expected = self._recorded_dimension()
             names = sorted(
                 n
                 for n in os.listdir(self.dir)
                 if n.endswith(".npz") and n.startswith(("seg-", "pack-"))
             )
-            new = [n for n in names if n not in self._known]
-            for name in new:
+            found: list[tuple[str, np.ndarray, int]] = []
+            for name in names:
+                if name in self._known:
+                    continue
                 try:
                     keys, dim = self._read_keys(self.dir / name)
                 except FileNotFoundError:
                     continue  # compacted away by another process meanwhile
-                self._check_dim(dim, name)
-                file_id = len(self._files)
-                self._files.append(name)
-                self._known.add(name)
-                self._parts.append(
-                    (
-                        keys,
-                        np.full(len(keys), file_id, dtype=np.int32),
-                        np.arange(len(keys), dtype=np.int64),
-                    )
-                )
-            if new:
-                self._sorted = None
-            return len(new)
+                found.append((name, keys, dim))
+            reference = self._reference(found)
+            if reference is not None:
+                if self.dim is not None and self.dim != reference.value:
+                    self._quarantine(list(self._files), self.dim, reference)
+                    self._reset_index()
+                wrong: dict[int, list[str]] = {}
+                for name, _, dim in found:
+                    if dim != reference.value:
+                        wrong.setdefault(dim, []).append(name)
+                for dim, names_of_dim in sorted(wrong.items()):
+                    self._quarantine(names_of_dim, dim, reference)
+                found = [entry for entry in found if entry[2] == reference.value]
+            for name, keys, dim in found:
+                self.dim = dim
+                self._add(name, keys)
+            return len(found)
 
-    def _check_dim(self, dim: int, name: str) -> None:
-        if self.dim is None:
-            self.dim = dim
-        elif dim != self.dim:
-            raise CacheCorruptError(
-                f"{self.dir / name}: vectors have dimension {dim} but the namespace already "
-                f"holds dimension {self.dim}; delete {self.dir} to rebuild this namespace"
+    def _reference(self, found: list[tuple[str, np.ndarray, int]]) -> ExpectedDimension | None:
+        """The dimension files must have: the expected one, else the majority of files
+        (indexed and new; ties go to the dimension with more vectors)."""
+        if self._expected is not None:
+            return self._expected
+        files: Counter[int] = Counter(dim for _, _, dim in found)
+        vectors: Counter[int] = Counter()
+        for _, keys, dim in found:
+            vectors[dim] += len(keys)
+        if self.dim is not None:
+            files[self.dim] += len(self._files)
+            vectors[self.dim] += sum(len(part[0]) for part in self._parts)
+        if len(files) <= 1:
+            return None  # empty or consistent: nothing to decide
+        dim = max(files, key=lambda d: (files[d], vectors[d], d))
+        tally = ", ".join(f"{files[d]} of dimension {d}" for d in sorted(files))
+        return ExpectedDimension(dim, f"the majority of its batch files: {tally}", verified=False)
+
+    def _quarantine(self, names: list[str], dim: int, expected: ExpectedDimension) -> None:
+        """Move files aside (not deleted) so that their texts are requested again."""
+        if not names:
+            return
+        self.quarantine_dir.mkdir(exist_ok=True)
+        moved = 0
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):  # another process got there first
+                os.replace(self.dir / name, self.quarantine_dir / name)
+                moved += 1
+        if not moved:
+            return
+        log.warning(
+            "cache %s: %d file(s) hold vectors of dimension %d but the namespace's dimension "
+            "is %d (%s); moved them to %s, their texts will be requested again",
+            self.dir,
+            moved,
+            dim,
+            expected.value,
+            expected.source,
+            self.quarantine_dir,
+        )
+
+    def _add(self, name: str, keys: np.ndarray) -> None:
+        file_id = len(self._files)
+        self._files.append(name)
+        self._known.add(name)
+        self._parts.append(
+            (
+                keys,
+                np.full(len(keys), file_id, dtype=np.int32),
+                np.arange(len(keys), dtype=np.int64),
             )
+        )
+        self._sorted = None
+
+    def _reset_index(self) -> None:
+        self._files, self._known, self._parts = [], set(), []
+        self._sorted, self.dim = None, None
 
     def _read_keys(self, path: Path) -> tuple[np.ndarray, int]:
         """The keys of a file and its vector dimension, without reading the vectors."""
@@ -239,8 +362,7 @@ class EmbeddingCache:
 
     def _forget_missing(self) -> None:
         with self._lock:
-            self._files, self._known, self._parts = [], set(), []
-            self._sorted, self.dim = None, None
+            self._reset_index()
         self.refresh()
 
     def put(self, keys: Sequence[bytes] | np.ndarray, vectors: np.ndarray) -> Path:
@@ -254,10 +376,11 @@ class EmbeddingCache:
         if vectors.ndim != 2 or len(vectors) != len(karr):
             raise ValueError(f"put: {len(karr)} keys but vectors of shape {vectors.shape}")
         with self._lock:
-            if self.dim is not None and vectors.shape[1] != self.dim:
+            expected = self._expected.value if self._expected is not None else self.dim
+            if expected is not None and vectors.shape[1] != expected:
                 raise ValueError(
                     f"put: vectors of dimension {vectors.shape[1]} into cache "
-                    f"namespace {self.dir} holding dimension {self.dim}"
+                    f"namespace {self.dir} holding dimension {expected}"
                 )
         raw = karr.view(np.uint8).reshape(-1, 32)
         name = f"seg-{hashlib.sha256(raw.tobytes()).hexdigest()[:32]}.npz"
@@ -266,18 +389,8 @@ class EmbeddingCache:
             atomic_write(path, lambda h: np.savez(h, keys=raw, vectors=vectors))
         with self._lock:
             if name not in self._known:
-                self._check_dim(vectors.shape[1], name)
-                file_id = len(self._files)
-                self._files.append(name)
-                self._known.add(name)
-                self._parts.append(
-                    (
-                        karr.copy(),
-                        np.full(len(karr), file_id, np.int32),
-                        np.arange(len(karr), dtype=np.int64),
-                    )
-                )
-                self._sorted = None
+                self.dim = vectors.shape[1]
+                self._add(name, karr.copy())
         return path
 
     def segment_count(self) -> int:

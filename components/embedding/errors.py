@@ -47,6 +47,15 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class RateLimitedError(TransientError):
+    """HTTP 429: the server is over its rate or concurrency limit, not broken.
+
+    Kept apart from other transient errors because the orchestrator reacts differently: it
+    lowers its concurrency, and a 429 followed by other batches' progress is not charged to
+    the batch's retry budget.
+    """
+
+
 class PermanentError(Exception):
     """A failure that retrying cannot fix (authentication, bad request, unknown model)."""
 

@@ -6,8 +6,9 @@ The flow for one list of texts of one kind (``document`` or ``query``):
 2. :func:`embed_shard` (one independent task per shard; shards share only the cache)
    prepares the shard's texts (prefix, truncate/split), keys them by sha256, asks the cache
    which are missing, and fetches only those: length-sorted batches within the provider's
-   limits, at most ``max_concurrency`` in flight, rate-limited, retried, validated,
-   normalised, and written to the cache batch by batch as they finish.
+   limits, at most ``max_concurrency`` in flight (fewer while the server answers 429),
+   rate-limited, retried, validated, normalised, and written to the cache batch by batch as
+   they finish, once their vector dimension is trusted (see :mod:`.dimensions`).
 3. :func:`collect_embeddings` assembles the ``[n, d]`` float32 matrix in input order from the
    cache (split texts: length-weighted mean of their pieces, re-normalised).
 
@@ -28,9 +29,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +41,10 @@ import numpy as np
 
 from .batching import make_batches, plan_units, text_key
 from .cache import EmbeddingCache, Namespace, keys_array
+from .concurrency import AdaptiveConcurrencyLimit
 from .config import EmbeddingConfig, Kind
-from .errors import EmbeddingError, ResponseValidationError
+from .dimensions import DimensionQuorum, ExpectedDimension, configured_dimension
+from .errors import EmbeddingError, RateLimitedError
 from .progress import Progress
 from .providers import (
     BUNDLED_MODEL_NAME,
@@ -64,6 +68,9 @@ log = logging.getLogger(__name__)
 #: a few hundred small files costs milliseconds; deleting them costs ~3 ms each on slow file
 #: systems, so packing only pays off for large caches.
 COMPACT_MIN_SEGMENTS = 1000
+#: Passes over a shard's missing texts: the second one requests the texts whose cached
+#: vectors were quarantined when the run decided the dimension; a third is a safety margin.
+MAX_ROUNDS = 3
 
 
 # --- shards -------------------------------------------------------------------------------
@@ -127,6 +134,7 @@ def plan_shards(n_texts: int, config: EmbeddingConfig, *, kind: Kind = "document
 # --- per-process shared state -------------------------------------------------------------
 _CACHES: dict[tuple[str, Namespace], EmbeddingCache] = {}
 _LIMITERS: dict[EmbeddingConfig, RateLimiter] = {}
+_CONCURRENCY: dict[EmbeddingConfig, AdaptiveConcurrencyLimit] = {}
 _STATE_LOCK = threading.Lock()
 
 
@@ -152,7 +160,8 @@ def open_cache(
     with _STATE_LOCK:
         cache = _CACHES.get(key)
         if cache is None:
-            cache = EmbeddingCache(config.cache_dir, namespace)
+            expected = configured_dimension(config, identity.model)
+            cache = EmbeddingCache(config.cache_dir, namespace, expected)
             _CACHES[key] = cache
         return cache
 
@@ -164,6 +173,17 @@ def _limiter(config: EmbeddingConfig) -> RateLimiter:
             limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
             _LIMITERS[config] = limiter
         return limiter
+
+
+def _concurrency(config: EmbeddingConfig) -> AdaptiveConcurrencyLimit:
+    """The process-wide limit on requests in flight for ``config``: what it learnt about the
+    server's capacity carries over to the next shard instead of being paid for again."""
+    with _STATE_LOCK:
+        limit = _CONCURRENCY.get(config)
+        if limit is None:
+            limit = AdaptiveConcurrencyLimit(config.max_concurrency)
+            _CONCURRENCY[config] = limit
+        return limit
 
 
 # --- preparing units ----------------------------------------------------------------------
@@ -230,8 +250,24 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
 
 
 # --- the worker ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    """One batch: what to send, where it goes in the cache, and its failed attempts so far."""
+
+    texts: list[str]
+    keys: np.ndarray
+    tokens: int
+    label: str
+    failed_attempts: int = 0
+
+
 class _BatchRunner:
-    """Sends batches with retries, validates, normalises and caches each as it finishes."""
+    """Sends batches with retries, validates, normalises and caches each as it finishes.
+
+    Responses are cached only once their dimension is trusted (see
+    :mod:`components.embedding.dimensions`); until then they are held by ``self.dimension``
+    and the scheduler calls :meth:`resolve_held` / :meth:`settle`.
+    """
 
     def __init__(
         self,
@@ -250,39 +286,150 @@ class _BatchRunner:
             max_s=config.backoff_max_s,
         )
         self.stop = threading.Event()
-        self.slots = threading.BoundedSemaphore(config.max_concurrency)
-        self._dim_lock = threading.Lock()
-        self.dim = config.dimensions or cache.dim
+        self.in_flight = _concurrency(config)
+        self._answered = 0  # successful requests of any batch: progress, for the retry budget
+        self._lock = threading.Lock()
+        trusted = (
+            configured_dimension(config, provider.identity.model)
+            or _model_dimension(provider)
+            or cache.expected_dim
+        )
+        if trusted is not None:
+            cache.trust(trusted)  # sets aside cached files of another dimension
+        # Vectors already cached but never verified are one vote, not the reference.
+        self.dimension: DimensionQuorum[tuple[_Job, np.ndarray]] = DimensionQuorum(
+            trusted, cached=cache.dim if trusted is None else None
+        )
+        self._cache_trusts_decision = trusted is not None
+        self._trust_lock = threading.Lock()  # no put before the cache knows the decision
 
-    def _attempt(self, texts: list[str], tokens: int) -> np.ndarray:
-        with self.slots:  # bounds requests in flight; cache writes happen outside
-            self.limiter.acquire(tokens)
-            matrix = self.provider.embed_batch(texts, self.kind)
-        with self._dim_lock:
-            expected = self.dim
-        matrix = check_matrix(np.asarray(matrix), expected_rows=len(texts), expected_dim=expected)
-        if expected is None:
-            with self._dim_lock:
-                if self.dim is None:
-                    self.dim = matrix.shape[1]
-                elif self.dim != matrix.shape[1]:
-                    raise ResponseValidationError(
-                        f"response vectors have dimension {matrix.shape[1]}, expected {self.dim}"
-                    )
-        return _normalize(matrix) if self.config.normalize else matrix
+    def answered(self) -> int:
+        """Requests answered successfully so far (any batch)."""
+        with self._lock:
+            return self._answered
 
-    def run(self, texts: list[str], keys: np.ndarray, tokens: int, label: str) -> None:
+    def _attempt(self, job: _Job) -> np.ndarray | None:
+        """One request; the checked matrix, or ``None`` when it is held for the quorum."""
+        # Bounds requests in flight; validation and cache writes happen outside.
+        with self.in_flight.slot() as slot:
+            self.limiter.acquire(job.tokens)
+            try:
+                matrix = self.provider.embed_batch(job.texts, self.kind)
+            except RateLimitedError:
+                slot.overloaded()
+                raise
+            slot.succeeded()
+        with self._lock:
+            self._answered += 1
+        matrix = check_matrix(np.asarray(matrix), expected_rows=len(job.texts), expected_dim=None)
+        matrix = _normalize(matrix) if self.config.normalize else matrix
+        return matrix if self.dimension.judge(matrix.shape[1], (job, matrix)) else None
+
+    def run(self, job: _Job) -> None:
+        """Fetch one batch (with retries) and cache it, or leave it held for the quorum."""
+        calls = 0
+
+        def attempt() -> np.ndarray | None:
+            nonlocal calls
+            calls += 1  # a held response remembers the attempts that failed before it
+            return self._attempt(replace(job, failed_attempts=job.failed_attempts + calls - 1))
+
         matrix = call_with_retries(
-            lambda: self._attempt(texts, tokens),
+            attempt,
             self.policy,
             provider=self.provider.identity.provider,
-            batch=label,
+            batch=job.label,
             on_retry_after=self.limiter.pause,
             stop=self.stop,
+            progress=self.answered,
+            failed_before=job.failed_attempts,
         )
-        self.cache.put(keys, matrix)
+        if matrix is not None:
+            self._store(job, matrix)
+
+    def _store(self, job: _Job, matrix: np.ndarray) -> None:
+        with self._trust_lock:
+            decision = self.dimension.decision
+            if not self._cache_trusts_decision and decision is not None:
+                if decision.verified:  # record it; set aside cached vectors that disagree
+                    self.cache.trust(decision)
+                self._cache_trusts_decision = True
+        self.cache.put(job.keys, matrix)
         if self.progress is not None:
-            self.progress.update(len(texts))
+            self.progress.update(len(job.texts))
+
+    def holding(self) -> bool:
+        """Whether responses wait for the dimension to be decided."""
+        return self.dimension.holding()
+
+    def settle(self) -> None:
+        """Nothing else is in flight or queued: decide with what is held, or reject it."""
+        self.dimension.settle()
+
+    def resolve_held(self, requeue: bool = True) -> list[_Job]:
+        """Cache held responses that match the decided dimension; return the jobs to request
+        again (the others, each charged one failed attempt; none when ``requeue`` is off,
+        as when the run is failing anyway).
+
+        Raises:
+            EmbeddingError: a rejected batch has no retries left.
+        """
+        matching, rejected = self.dimension.take_held()
+        for job, matrix in matching:
+            self._store(job, matrix)
+        if not requeue:
+            return []
+        again = []
+        for (job, _), why in rejected:
+            failed = job.failed_attempts + 1
+            if failed > self.policy.max_retries:
+                raise EmbeddingError(self.provider.identity.provider, job.label, failed, why)
+            log.warning(
+                "%s: %s attempt %d rejected (%s); requesting it again",
+                self.provider.identity.provider,
+                job.label,
+                failed,
+                why,
+            )
+            again.append(replace(job, failed_attempts=failed))
+        return again
+
+
+def _model_dimension(provider: EmbeddingProvider) -> ExpectedDimension | None:
+    """The loaded local model's own output size (API providers know theirs from the config)."""
+    if provider.identity.provider != "local" or not provider.dimensions:
+        return None
+    return ExpectedDimension(int(provider.dimensions), "the local model's output size")
+
+
+def _plan_jobs(
+    prepared: _Prepared,
+    missing: np.ndarray,
+    config: EmbeddingConfig,
+    identity: ProviderIdentity,
+    shard: Shard,
+) -> list[_Job]:
+    """Length-sorted batches of the missing units, within the provider's limits."""
+    # Longest first, like SentenceTransformer.encode: similar lengths share a batch.
+    order = sorted(missing.tolist(), key=lambda i: -len(prepared.units[i]))
+    api = identity.provider != "local"
+    batches = make_batches(
+        [prepared.sizes[i] for i in order],
+        max_items=min(config.batch_size, identity.max_batch_size),
+        max_tokens=config.effective_max_batch_tokens() if api else None,
+    )
+    jobs = []
+    for number, batch in enumerate(batches, start=1):
+        idx = [order[p] for p in batch]
+        jobs.append(
+            _Job(
+                texts=[prepared.units[i] for i in idx],
+                keys=prepared.keys[idx],
+                tokens=sum(prepared.sizes[i] for i in idx),
+                label=f"{shard.describe()}, batch {number}/{len(batches)} ({len(idx)} texts)",
+            )
+        )
+    return jobs
 
 
 def embed_shard(
@@ -309,7 +456,11 @@ def embed_shard(
     prepared = _prepare(texts[shard.start : shard.stop], config, identity, shard.kind)
     _, first = np.unique(prepared.keys, return_index=True)
     unique = np.sort(first)
-    missing = unique[~cache.contains(prepared.keys[unique])]
+
+    def still_missing() -> np.ndarray:
+        return unique[~cache.contains(prepared.keys[unique])]
+
+    missing = still_missing()
     report = dict(
         shard=shard,
         texts=len(shard),
@@ -320,61 +471,68 @@ def embed_shard(
     )
     if len(missing) == 0:
         return ShardReport(**report, embedded=0, requests=0, seconds=time.monotonic() - started)
-    # Longest first, like SentenceTransformer.encode: similar lengths share a batch.
-    order = sorted(missing.tolist(), key=lambda i: -len(prepared.units[i]))
-    api = identity.provider != "local"
-    batches = make_batches(
-        [prepared.sizes[i] for i in order],
-        max_items=min(config.batch_size, identity.max_batch_size),
-        max_tokens=config.effective_max_batch_tokens() if api else None,
-    )
     provider = get_provider(config)
     runner = _BatchRunner(config, provider, cache, shard.kind, progress)
-    jobs = []
-    for number, batch in enumerate(batches, start=1):
-        idx = [order[p] for p in batch]
-        label = f"{shard.describe()}, batch {number}/{len(batches)} ({len(idx)} texts)"
-        jobs.append(
-            (
-                [prepared.units[i] for i in idx],
-                prepared.keys[idx],
-                sum(prepared.sizes[i] for i in idx),
-                label,
-            )
-        )
-    if not api or config.max_concurrency == 1:
-        for job in jobs:
-            runner.run(*job)
-    else:
-        _run_concurrently(runner, jobs, config.max_concurrency)
+    embedded = requests = 0
+    for _ in range(MAX_ROUNDS):
+        missing = still_missing()  # also what was quarantined once the dimension was known
+        if len(missing) == 0:
+            break
+        jobs = _plan_jobs(prepared, missing, config, identity, shard)
+        if identity.provider == "local" or config.max_concurrency == 1:
+            _run_sequentially(runner, jobs)
+        else:
+            _run_concurrently(runner, jobs, config.max_concurrency)
+        embedded += len(missing)
+        requests += len(jobs)
     return ShardReport(
-        **report, embedded=len(missing), requests=len(batches), seconds=time.monotonic() - started
+        **report, embedded=embedded, requests=requests, seconds=time.monotonic() - started
     )
 
 
-def _run_concurrently(runner: _BatchRunner, jobs: list, max_concurrency: int) -> None:
-    """Run jobs on ``2 x max_concurrency`` threads, of which at most ``max_concurrency`` hold
-    a request open (``runner.slots``): while one thread validates and writes its batch to the
-    cache, the next request is already on the wire. On a permanent failure stop submitting,
-    let in-flight batches finish (they are cached), then raise the first error."""
+def _run_sequentially(runner: _BatchRunner, jobs: list[_Job]) -> None:
+    """Run jobs one after another on this thread (the local model, ``max_concurrency: 1``);
+    held responses are resolved as soon as the dimension is decided."""
+    queue = deque(jobs)
+    while queue or runner.holding():
+        if queue:
+            runner.run(queue.popleft())
+        else:
+            runner.settle()
+        queue.extend(runner.resolve_held())
+
+
+def _run_concurrently(runner: _BatchRunner, jobs: list[_Job], max_concurrency: int) -> None:
+    """Run jobs on ``2 x max_concurrency`` threads, of which at most ``runner.in_flight.limit``
+    (adaptive, at most ``max_concurrency``) hold a request open: while one thread validates and
+    writes its batch to the cache, the next request is already on the wire. Held responses
+    never block a thread; this loop resolves them (and requeues rejected ones). On a permanent
+    failure stop submitting, let in-flight batches finish (they are cached), then raise the
+    first error."""
     error: BaseException | None = None
     pending: set[Future] = set()
-    queue = iter(jobs)
+    queue = deque(jobs)
     workers = 2 * max_concurrency
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed") as executor:
         try:
             while True:
-                while error is None and len(pending) < workers:
-                    job = next(queue, None)
-                    if job is None:
-                        break
-                    pending.add(executor.submit(runner.run, *job))
-                if not pending:
+                while error is None and queue and len(pending) < workers:
+                    pending.add(executor.submit(runner.run, queue.popleft()))
+                if pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        exc = future.exception()
+                        if exc is not None and error is None:
+                            error = exc
+                            runner.stop.set()
+                elif error is None and runner.holding():
+                    runner.settle()  # every remaining batch is held: no vote can come
+                else:
                     break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    exc = future.exception()
-                    if exc is not None and error is None:
+                if error is None:
+                    try:
+                        queue.extend(runner.resolve_held())
+                    except EmbeddingError as exc:
                         error = exc
                         runner.stop.set()
         except BaseException:
@@ -383,6 +541,7 @@ def _run_concurrently(runner: _BatchRunner, jobs: list, max_concurrency: int) ->
                 future.cancel()
             raise
     if error is not None:
+        runner.resolve_held(requeue=False)  # what was answered and checked stays cached
         raise error
 
 

@@ -3,7 +3,8 @@
 The SDKs' own retries are switched off (``max_retries=0``) so that every provider retries the
 same way and tests can observe it. :func:`call_with_retries` runs one request: transient
 failures (:class:`~components.embedding.errors.TransientError`) are retried up to
-``max_retries`` times, permanent ones stop at once; when it gives up it raises
+``max_retries`` times (a 429 followed by other batches' progress is not counted), permanent
+ones stop at once; when it gives up it raises
 :class:`~components.embedding.errors.EmbeddingError` naming the provider, batch and cause.
 
 Example:
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import EmbeddingError, PermanentError, TransientError
+from .errors import EmbeddingError, PermanentError, RateLimitedError, TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,8 +92,17 @@ def call_with_retries(
     on_retry_after: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[], int] | None = None,
+    failed_before: int = 0,
 ) -> T:
     """Call ``fn`` until it succeeds, retrying transient errors per ``policy``.
+
+    Every failure is charged to the retry budget (``max_retries``) except a 429 that is
+    followed by progress (``progress()`` grew before the next failure): the server is busy
+    with our other batches, not failing, so waiting for a turn is no failure. A server that
+    answers 429 to everything makes no progress, so the budget still ends the run. The
+    backoff starts again from ``initial_s`` after progress, so a busy server does not slow
+    the run to a crawl.
 
     Args:
         fn: one attempt; raises TransientError / PermanentError on failure.
@@ -100,29 +110,47 @@ def call_with_retries(
         provider / batch: named in the error when retries run out.
         on_retry_after: told about server-requested pauses (so all workers pause).
         stop: when set (another batch failed for good), give up instead of retrying.
+        sleep: injectable for tests.
+        progress: count of successful requests of the whole run (any batch); ``None``
+            charges every failure.
+        failed_before: failed attempts this batch already made elsewhere (e.g. a response
+            rejected after it was returned); they count towards the budget.
 
     Raises:
         EmbeddingError: a permanent error, or retries exhausted.
     """
-    attempt = 0
+    attempts = charged = failed_before
+    streak = 0  # failures since the last progress: the backoff exponent
+    last_failure_mark: int | None = None  # progress() at the last failure
+    rate_limited_mark: int | None = None  # progress() at the last 429, while it is charged
     while True:
         try:
             return fn()
         except PermanentError as exc:
-            raise EmbeddingError(provider, batch, attempt + 1, str(exc)) from None
+            raise EmbeddingError(provider, batch, attempts + 1, str(exc)) from None
         except TransientError as exc:
-            if attempt >= policy.max_retries or (stop is not None and stop.is_set()):
-                raise EmbeddingError(provider, batch, attempt + 1, str(exc)) from None
-            delay = policy.backoff(attempt, exc.retry_after)
+            attempts += 1
+            mark = progress() if progress is not None else None
+            if rate_limited_mark is not None and mark is not None and mark > rate_limited_mark:
+                charged -= 1  # the previous 429 was only our turn coming later
+            progressed = (
+                last_failure_mark is not None and mark is not None and mark > last_failure_mark
+            )
+            streak = 1 if progressed else streak + 1
+            charged += 1
+            last_failure_mark = mark
+            rate_limited_mark = mark if isinstance(exc, RateLimitedError) else None
+            if charged > policy.max_retries or (stop is not None and stop.is_set()):
+                raise EmbeddingError(provider, batch, attempts, str(exc)) from None
+            delay = policy.backoff(streak - 1, exc.retry_after)
             if exc.retry_after is not None and on_retry_after is not None:
                 on_retry_after(delay)
             log.warning(
                 "%s: %s attempt %d failed (%s); retrying in %.2fs",
                 provider,
                 batch,
-                attempt + 1,
+                attempts,
                 exc,
                 delay,
             )
-            attempt += 1
             sleep(delay)

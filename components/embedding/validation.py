@@ -18,7 +18,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import PermanentError, ResponseValidationError, TransientError, redact
+from .errors import (
+    PermanentError,
+    RateLimitedError,
+    ResponseValidationError,
+    TransientError,
+    redact,
+)
 from .retry import parse_retry_after
 
 #: HTTP statuses worth retrying: timeouts, conflicts, rate limits and server errors.
@@ -71,7 +77,7 @@ def status_error(
     snippet = redact(" ".join(body.split()))[:300]
     where = f"HTTP {status} from {url}"
     if status == 429:
-        return TransientError(
+        return RateLimitedError(
             f"rate limited ({where}): {snippet}", retry_after=parse_retry_after(headers)
         )
     if status in RETRYABLE_STATUS:

@@ -14,6 +14,10 @@ request log, latency, a gate that holds requests, and the faults:
 * ``disconnect``: close the connection without an answer.
 
 Faults are queued (``add_fault(kind, times)``) or permanent (``set_fault(kind)``).
+
+Separately, :meth:`EmbeddingTestServer.limit_in_flight` makes the server behave like Text
+Embeddings Inference or vLLM under a concurrency cap: it admits ``n`` requests at a time and
+answers 429 at once to the rest (with or without ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -103,6 +108,10 @@ class EmbeddingTestServer:
         self._counter = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self._capacity: int | None = None
+        self._capacity_retry_after: float | None = None
+        self._admitted = 0
+        self.max_admitted = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -187,6 +196,18 @@ class EmbeddingTestServer:
     def release(self) -> None:
         self._released.set()
 
+    def limit_in_flight(self, n: int | None, retry_after: float | None = None) -> None:
+        """Admit at most ``n`` requests at once; answer 429 at once to any beyond them, with
+        ``Retry-After: retry_after`` when given (``None`` = no header). ``n=None``: no cap."""
+        with self._lock:
+            self._capacity = n
+            self._capacity_retry_after = retry_after
+
+    def rejected_busy(self) -> list[RequestRecord]:
+        """Requests answered 429 because :meth:`limit_in_flight` was full."""
+        with self._lock:
+            return [r for r in self.requests if r.fault == "busy"]
+
     @property
     def received(self) -> int:
         """Requests received so far (answered, failed or still held)."""
@@ -212,7 +233,13 @@ class EmbeddingTestServer:
         with self._lock:
             self._counter += 1
             number = self._counter
-            fault = self._faults.popleft() if self._faults else self._persistent
+            busy = self._capacity is not None and self._admitted >= self._capacity
+            if busy:
+                fault = "busy"
+            else:
+                fault = self._faults.popleft() if self._faults else self._persistent
+                self._admitted += 1
+                self.max_admitted = max(self.max_admitted, self._admitted)
             hold = self._hold_after is not None and number > self._hold_after
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -229,8 +256,15 @@ class EmbeddingTestServer:
                 answered = True
                 with self._lock:
                     self.in_flight -= 1
+                    if not busy:
+                        self._admitted -= 1
 
         try:
+            if busy:  # like TEI / vLLM: refused at once, without doing the work
+                status, body, headers = self._busy_answer()
+                record.status = status
+                self._write(handler, status, body, headers, mark_answered)
+                return
             if hold:
                 self._released.wait()
             if self.latency_s:
@@ -245,15 +279,7 @@ class EmbeddingTestServer:
                 return
             if fault == "stall":
                 self._closing.wait(self.stall_s)
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            mark_answered()
-            handler.end_headers()
-            handler.wfile.write(body)
-            handler.wfile.flush()
+            self._write(handler, status, body, headers, mark_answered)
         except (BrokenPipeError, ConnectionResetError):
             record.status = -1
         finally:
@@ -261,6 +287,30 @@ class EmbeddingTestServer:
             mark_answered()
             with self._lock:
                 self.requests.append(record)
+
+    def _write(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        headers: dict[str, str],
+        mark_answered: Callable[[], None],
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        mark_answered()
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.wfile.flush()
+
+    def _busy_answer(self) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            retry_after = self._capacity_retry_after
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        return 429, self.error_body(429, "model is overloaded", "RESOURCE_EXHAUSTED"), headers
 
     def _apply_fault(
         self, fault: str, body: bytes, record: RequestRecord
