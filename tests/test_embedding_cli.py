@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from embedding_servers import OpenAITestServer, expected_matrix
 from embedding_servers.helpers import write_beir_dataset
+from test_stages_support import assert_cli_failure
 
 from components.data import load_dataset
 from components.embedding import load_embeddings
@@ -102,50 +103,49 @@ def test_subcommand_registration_and_input_errors(
             "5000",
         ]
     )
-    assert args.handler(args) == 2
-    assert "batch_size=5000 exceeds the openai limit of 2048" in capsys.readouterr().err
+    code = args.handler(args)
+    assert_cli_failure(
+        code, capsys.readouterr().err, 2, "batch_size=5000 exceeds the openai limit of 2048"
+    )
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert (
-        main(
-            [
-                "--dataset",
-                str(dataset_dir),
-                "--out",
-                str(tmp_path / "o"),
-                "--params",
-                str(tmp_path / "missing.yaml"),
-                "--provider",
-                "openai",
-                "--model",
-                "m",
-                "--cache-dir",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 2
+    code = main(
+        [
+            "--dataset",
+            str(dataset_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(tmp_path / "missing.yaml"),
+            "--provider",
+            "openai",
+            "--model",
+            "m",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
     )
-    assert "set the environment variable OPENAI_API_KEY" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert_cli_failure(code, err, 2, "set the environment variable OPENAI_API_KEY")
 
-    assert main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "dataset directory not found" in capsys.readouterr().err
+    code = main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "dataset directory not found")
 
     server.set_fault("500")
     params = _params(tmp_path / "params.yaml", server, tmp_path / "cache2")
-    assert (
-        main(
-            [
-                "--dataset",
-                str(dataset_dir),
-                "--out",
-                str(tmp_path / "o"),
-                "--params",
-                str(params),
-                "--max-retries",
-                "0",
-            ]
-        )
-        == 1
+    code = main(
+        [
+            "--dataset",
+            str(dataset_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(params),
+            "--max-retries",
+            "0",
+        ]
     )
     err = capsys.readouterr().err
-    assert "openai provider: shard 0 (documents 0-4), batch 1/1 (5 texts) failed" in err
+    assert_cli_failure(
+        code, err, 1, "openai provider: shard 0 (documents 0-4), batch 1/1 (5 texts) failed"
+    )

@@ -183,8 +183,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
             "--no-docs",
         ]
     )
-    printed = capsys.readouterr().out
-    assert code == 1
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert_cli_failure(code, captured.err, 1)
     assert "duplicate_ids/corpus.jsonl, row 2, field '_id': 'd2'" in printed
     assert "... and 1 more" in printed  # sample_rows: 1 from the params file
     assert not (tmp_path / "v" / "data_docs").exists()

@@ -79,13 +79,6 @@ class Workspace:
     links: dict[str, str]
 
 
-def _tool(name: str) -> str:
-    import sys
-
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def _git_files(project: Path) -> list[str] | None:
     """Working-tree files git shows (tracked + untracked, not ignored); None outside git."""
     try:
@@ -168,16 +161,16 @@ def manifest_digest(manifest: Mapping[str, str]) -> str:
 
 
 def dvc_cache_dir(project: Path) -> Path:
-    """The checkout's DVC cache folder, as DVC itself resolves it (``dvc cache dir``)."""
-    done = subprocess.run(
-        [_tool("dvc"), "cache", "dir"], cwd=project, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0 or not done.stdout.strip():
-        raise WorkspaceError(
-            f"{project}: `dvc cache dir` failed ({(done.stderr or done.stdout).strip()}); "
-            "is it a DVC project (dvc init)?"
-        )
-    return Path(done.stdout.strip().splitlines()[-1]).resolve()
+    """The checkout's DVC cache folder, resolved as DVC resolves it (local, repo, global and
+    system config; default ``.dvc/cache``)."""
+    from dvc.config import Config, ConfigError
+
+    dvc_dir = project / ".dvc"
+    try:
+        configured = Config(dvc_dir=str(dvc_dir))["cache"].get("dir")
+    except ConfigError as exc:
+        raise WorkspaceError(f"{dvc_dir}: the DVC config cannot be read ({exc})") from None
+    return Path(configured).resolve() if configured else (dvc_dir / "cache").resolve()
 
 
 def _write_dvc_local_config(project: Path, workspace: Path, cache_dir: Path) -> None:
