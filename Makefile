@@ -34,10 +34,10 @@ run: $(STAMP)
 	$(BIN)/matryoshka run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest  # tests/ and the doctests of components/ (pyproject testpaths)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check components pipelines tests benchmarks

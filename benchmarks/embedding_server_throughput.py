@@ -1,6 +1,6 @@
 """Benchmark (b): sustained throughput against a server answering each request after 200 ms.
 
-Starts the OpenAI-protocol test server (``tests/embedding_servers``) on 127.0.0.1 with a
+Starts the OpenAI-protocol test server (``tests/helpers/embedding_servers``) on 127.0.0.1 with a
 fixed latency, embeds synthetic texts with ``max_concurrency`` requests in flight, and
 compares the achieved requests/s with the limit ``max_concurrency / latency``.
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from embedding_servers import OpenAITestServer
+    from helpers.embedding_servers import OpenAITestServer
 
     from components.embedding import EmbeddingConfig, embed_texts
     from components.embedding.providers import get_provider

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from embedding_servers import OpenAITestServer
+    from helpers.embedding_servers import OpenAITestServer
 
     from components.data import load_dataset
     from components.embedding import EmbeddingConfig, embed_texts

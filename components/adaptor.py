@@ -12,8 +12,7 @@ Saved as a small directory: ``adaptor.json`` (config, d, trained sizes, metadata
 Example:
     >>> import torch
     >>> from components.adaptor import MatryoshkaAdaptor
-    >>> from components.atomic import atomic_write_text, staged_directory
-from components.config import AdaptorConfig
+    >>> from components.config import AdaptorConfig
     >>> adaptor = MatryoshkaAdaptor(dim=8, config=AdaptorConfig(use_rotation=False))
     >>> x = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     >>> bool(torch.equal(adaptor(x), x))  # identity at initialisation

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers import OpenAITestServer, expected_matrix
-from embedding_servers.helpers import DIM, fast_config
+from helpers.embedding_servers import OpenAITestServer, expected_matrix
+from helpers.embedding_servers.helpers import DIM, fast_config
 
 from components.embedding import EmbeddingError, embed_texts
 from components.embedding.concurrency import MIN_INCREASE_WINDOW, AdaptiveConcurrencyLimit

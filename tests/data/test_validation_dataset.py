@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_stages_support import assert_cli_failure
+from helpers.stages import BAD, REPO, assert_cli_failure
 
 from components.atomic import staged_directory
 from components.data import load_dataset
@@ -24,8 +24,6 @@ from components.validation.cli import main as cli_main
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-REPO = Path(__file__).resolve().parents[1]
-BAD = REPO / "tests" / "data" / "bad"
 SCIFACT = REPO / "data" / "scifact"
 
 
@@ -245,7 +243,7 @@ def test_data_docs_with_a_relative_artifacts_dir(
     # The pipeline's default output, runs/validation, is relative to the project.
     monkeypatch.chdir(tmp_path)
     report = validate_dataset(
-        REPO / "tests" / "data" / "pipeline" / "tiny", artifacts_dir=Path("runs") / "validation"
+        REPO / "tests" / "fixtures" / "pipeline" / "tiny", artifacts_dir=Path("runs") / "validation"
     )
     assert report.success
     assert (tmp_path / "runs" / "validation" / "data_docs" / "index.html").exists()

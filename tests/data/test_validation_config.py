@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.stages import REPO
 from pydantic import ValidationError
 
 from components.params import ParamsError, load_params
 from components.validation import ValidationConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_params_yaml_section_loads_and_matches_defaults() -> None:

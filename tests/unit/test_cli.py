@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_stages_support import (
+from helpers.stages import (
     FAST,
+    REPO,
     TINY,
     assert_cli_failure,
     one_thread,  # noqa: F401 - fixture
@@ -24,7 +25,6 @@ from components import cli
 from components.params import parse_override
 from components.stages import STAGE_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "great_expectations", "prefect", "mlflow", "sentence_transformers", "matplotlib")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers import GoogleTestServer, expected_matrix
-from embedding_servers.helpers import DIM, fast_config, files_containing
+from helpers.embedding_servers import GoogleTestServer, expected_matrix
+from helpers.embedding_servers.helpers import DIM, fast_config, files_containing
 
 from components.embedding import EmbeddingError, embed_texts
 from components.embedding.providers import close_providers

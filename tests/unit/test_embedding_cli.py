@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers import OpenAITestServer, expected_matrix
-from embedding_servers.helpers import write_beir_dataset
-from test_stages_support import assert_cli_failure
+from helpers.embedding_servers import OpenAITestServer, expected_matrix
+from helpers.embedding_servers.helpers import write_beir_dataset
+from helpers.stages import assert_cli_failure
 
 from components.data import load_dataset
 from components.embedding import load_embeddings

@@ -1,6 +1,6 @@
 """Helpers shared by the stage, CLI and DVC tests (no tests here).
 
-A tiny BEIR dataset (``tests/data/pipeline/tiny``: 40 documents, 16 queries, train and test
+A tiny BEIR dataset (``tests/fixtures/pipeline/tiny``: 40 documents, 16 queries, train and test
 labels), synthetic 16-d embeddings written with ``save_embeddings`` (no model runs), and
 params overrides that make both training stages take well under a second.
 """
@@ -20,9 +20,9 @@ import torch
 from components.data import load_dataset
 from components.embedding import EmbeddingArtifacts, save_embeddings
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
-BAD = REPO / "tests" / "data" / "bad"
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "fixtures" / "pipeline" / "tiny"
+BAD = REPO / "tests" / "fixtures" / "bad"
 DIM = 16
 
 #: Fast, d=16 settings for every stage (dotted params.yaml keys).

@@ -19,13 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_stages_support import FAST_FLOW as FAST
+from helpers.stages import BAD, REPO, TINY
+from helpers.stages import FAST_FLOW as FAST
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
-BAD = REPO / "tests" / "data" / "bad"
 STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
 METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
 DIMS = [16, 32, 64, 128, 256, 384]

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from embedding_servers import OpenAITestServer
-from test_stages_support import (
+from helpers.embedding_servers import OpenAITestServer
+from helpers.stages import (
     BAD,
     DIM,
     FAST,
+    REPO,
     TINY,
     copy_dataset,
     one_thread,  # noqa: F401 - fixture
@@ -50,7 +51,6 @@ from components.stages.embed import declared_dimension
 from components.stages.evaluate import METHOD_ORDER, format_results, load_results
 from components.validation import DataValidationError
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -111,7 +111,7 @@ def test_full_run_is_logged_and_finished(tmp_path: Path) -> None:
         "schema: '2.0'\nstages:\n  embed:\n    outs:\n    - path: runs/embeddings\n"
         "      hash: md5\n      md5: 1234.dir\n"
     )
-    tags = run.log_lineage(tmp_path, code_root=Path(__file__).parents[1])
+    tags = run.log_lineage(tmp_path, code_root=Path(__file__).parents[2])
     assert tags["dvc.embed.runs/embeddings"] == "1234.dir"
     run.finish()
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
 from components.config import LossConfig, default_prefix_dims
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_prefix_dims() -> None:

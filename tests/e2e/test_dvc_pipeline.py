@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
-from embedding_servers import OpenAITestServer
-from test_stages_support import DIM, FAST, TINY, subprocess_env
+from helpers.embedding_servers import OpenAITestServer
+from helpers.stages import DIM, FAST, REPO, TINY, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "dvc-test-key-0001"
 STAGES = {"validate", "embed", "pretrain", "finetune", "evaluate"}
 

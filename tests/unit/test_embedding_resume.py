@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers import OpenAITestServer
-from embedding_servers.helpers import write_beir_dataset
+from helpers.embedding_servers import OpenAITestServer
+from helpers.embedding_servers.helpers import write_beir_dataset
+from helpers.stages import REPO
 
 from components.embedding import load_embeddings
 from components.embedding.cli import main
 from components.embedding.providers import close_providers
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "resume-test-key-0001"
 N_DOCS, N_QUERIES, BATCH, ANSWERED = 600, 20, 10, 25
 

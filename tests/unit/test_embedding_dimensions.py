@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers import OpenAITestServer, expected_matrix
-from embedding_servers.helpers import fast_config
+from helpers.embedding_servers import OpenAITestServer, expected_matrix
+from helpers.embedding_servers.helpers import fast_config
 
 from components.embedding import EmbeddingConfig, embed_texts
 from components.embedding.batching import text_key

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers.stages import REPO
 from pydantic import ValidationError
 
 from components.embedding.batching import make_batches, plan_units, text_key
@@ -19,8 +20,6 @@ from components.embedding.extract import plan_shards
 from components.embedding.ratelimit import RateLimiter
 from components.embedding.retry import RetryPolicy, call_with_retries, parse_retry_after
 from components.embedding.store import EmbeddingStoreError, load_embeddings, save_embeddings
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- config -----------------------------------------------------------------------------------

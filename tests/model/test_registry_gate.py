@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_registry_support import (
+from helpers.registry import (
     TRAINED_DIMS,
     Planted,
     evaluation_document,
@@ -21,7 +21,7 @@ from test_registry_support import (
     planted,
     train_variants,
 )
-from test_stages_support import assert_cli_failure
+from helpers.stages import assert_cli_failure
 
 from components.adaptor import load_adaptor
 from components.registry import (

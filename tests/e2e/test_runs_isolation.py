@@ -25,9 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
-from test_stages_support import BAD, FAST, TINY, assert_cli_failure, subprocess_env
+from helpers.stages import BAD, FAST, REPO, TINY, assert_cli_failure, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 

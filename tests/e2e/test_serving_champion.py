@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_registry_support import (
+from helpers.registry import (
     TRAINED_DIMS,
     evaluation_document,
     finished_run,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.stages import REPO
 
 from components.stages.graph import StageGraphError, StageSpec, load_stage_graph
 from pipelines.retraining import (
@@ -17,8 +18,6 @@ from pipelines.retraining import (
     _stage_report,
     effective_overrides,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_stage_graph_comes_from_dvc_yaml() -> None:

@@ -30,7 +30,6 @@ from components.runs.processes import ProcessIdentity, exit_reason, process_star
 from components.runs.record import hold
 from components.runs.workspace import changed_since, snapshot_files
 
-REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
 
 

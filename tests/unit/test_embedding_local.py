@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_servers.helpers import write_beir_dataset
+from helpers.embedding_servers.helpers import write_beir_dataset
 
 from components.data import load_dataset
 from components.embedding import EmbeddingConfig, embed_dataset, embed_texts, load_embeddings
@@ -92,7 +92,7 @@ def test_fully_cached_run_loads_no_model(tmp_path: Path) -> None:
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'openai') "
         "if m in sys.modules))\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
     )

@@ -1,6 +1,6 @@
 """Bad inputs stop the pipeline at the right stage with a message naming file, row and field.
 
-Dataset problems (the validation engineer's fixtures in ``tests/data/bad``) stop
+Dataset problems (the validation engineer's fixtures in ``tests/fixtures/bad``) stop
 ``matryoshka validate`` with exit code 1; embeddings with NaN or the wrong dimension stop
 ``matryoshka embed``. In every case nothing downstream (``runs/pretrain``) exists afterwards,
 and stale outputs of an earlier good run are gone, so no later stage can consume them.
@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from test_stages_support import BAD, DIM, FAST, TINY, assert_cli_failure, unit_rows
+from helpers.stages import BAD, DIM, FAST, REPO, TINY, assert_cli_failure, unit_rows
 
 import components.embedding as embedding_package
 from components import cli
 from components.embedding import EmbeddingArtifacts
-
-REPO = Path(__file__).resolve().parents[1]
 
 CASES = {
     "malformed_jsonl": "malformed_jsonl/corpus.jsonl, row 3, field 'text': malformed JSON",

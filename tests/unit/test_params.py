@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.stages import REPO
 
 from components.params import (
     ParamsError,
@@ -16,8 +17,6 @@ from components.params import (
     parse_override,
     read_params_file,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_params_yaml_validates_every_section() -> None:

@@ -12,10 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.stages import BAD
 
 from components.data import DataFormatError, check_dataset, load_dataset, read_qrels
 
-DEMO = Path(__file__).resolve().parents[1] / "data" / "scifact"
+DEMO = Path(__file__).resolve().parents[2] / "data" / "scifact"
 
 
 def write_jsonl(path: Path, rows: list[dict], gz: bool = False) -> None:
@@ -143,9 +144,6 @@ def test_missing_directory_and_split(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope")
     with pytest.raises(DataFormatError, match=r"missing qrels split\(s\) \['train'\]"):
         load_dataset(make_beir(tmp_path / "ds"), splits=("train",))
-
-
-BAD = Path(__file__).resolve().parent / "data" / "bad"
 
 
 def user_dataset(root: Path, corpus: pd.DataFrame | pa.Table | list[dict]) -> Path:

@@ -25,11 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_stages_support import FAST_FLOW as FAST
+from helpers.stages import FAST_FLOW as FAST
+from helpers.stages import REPO, TINY
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = REPO / "tests" / "data" / "pipeline" / "tiny"
 CANARY = f"sk-canary-{uuid.uuid4().hex}"
 POOL = "matryoshka-process"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
