@@ -34,7 +34,7 @@ def promotion_gate(
     run_mode: str | None = None,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`components.registry.promote` and return its outcome as a dict.
+    """Run :func:`components.registry.promotion` and return its outcome as a dict.
 
     Raises:
         RuntimeError: the challenger was rejected by an enabled gate (the task fails, so the

@@ -11,31 +11,24 @@ Example:
     >>> X = embed_texts(["hello"], EmbeddingConfig(), kind="query")  # doctest: +SKIP
 """
 
-from .config import EmbeddingConfig
-from .errors import EmbeddingError
-from .extract import (
-    Shard,
-    ShardReport,
-    collect_embeddings,
-    embed_dataset,
-    embed_shard,
-    embed_texts,
-    plan_shards,
-)
-from .store import EmbeddingArtifacts, EmbeddingStoreError, load_embeddings, save_embeddings
+from components.lazy import lazy_exports
 
-__all__ = [
-    "EmbeddingArtifacts",
-    "EmbeddingConfig",
-    "EmbeddingError",
-    "EmbeddingStoreError",
-    "Shard",
-    "ShardReport",
-    "collect_embeddings",
-    "embed_dataset",
-    "embed_shard",
-    "embed_texts",
-    "load_embeddings",
-    "plan_shards",
-    "save_embeddings",
-]
+# Names are imported on first use (components/lazy.py): importing one module of the
+# package does not load the others.
+_EXPORTS = {
+    "EmbeddingArtifacts": "store",
+    "EmbeddingConfig": "config",
+    "EmbeddingError": "errors",
+    "EmbeddingStoreError": "store",
+    "Shard": "extract",
+    "ShardReport": "extract",
+    "collect_embeddings": "extract",
+    "embed_dataset": "extract",
+    "embed_shard": "extract",
+    "embed_texts": "extract",
+    "load_embeddings": "store",
+    "plan_shards": "extract",
+    "save_embeddings": "store",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

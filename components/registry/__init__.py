@@ -2,7 +2,7 @@
 
 One module per job: :mod:`.packaging` (the pyfunc model: save/log), :mod:`.load`,
 :mod:`.register` (new version → ``@challenger``, ``validation_status=pending``),
-:mod:`.gate` (pure decision), :mod:`.promote` (aliases, tags, rollback), :mod:`.report`
+:mod:`.gate` (pure decision), :mod:`.promotion` (aliases, tags, rollback), :mod:`.report`
 (review report), :mod:`.evaluation_set` (the frozen set everything is scored on),
 :mod:`.config` (``registry:`` in params.yaml) and :mod:`.cli`. Imports here stay light:
 MLflow is imported inside the functions that use it.
@@ -13,37 +13,33 @@ Example:
     ...                         model_name="matryoshka-adaptor")  # doctest: +SKIP
 """
 
-from components.registry.config import CHALLENGER, CHAMPION, RegistryConfig
-from components.registry.evaluation_set import EvaluationSet, load_evaluation_set
-from components.registry.gate import DimensionCheck, GateDecision, decide
-from components.registry.load import load_champion, model_uri
-from components.registry.packaging import build_model_metadata, save_adaptor_model
-from components.registry.promote import PromotionOutcome, promote, review_version, rollback
-from components.registry.register import register_run_model
-from components.registry.report import ReviewReport, build_review_report
-from components.registry.wiring import gate_from_params, registry_settings, review_from_params
+from components.lazy import lazy_exports
 
-__all__ = [
-    "CHALLENGER",
-    "CHAMPION",
-    "DimensionCheck",
-    "EvaluationSet",
-    "GateDecision",
-    "PromotionOutcome",
-    "RegistryConfig",
-    "ReviewReport",
-    "build_model_metadata",
-    "build_review_report",
-    "decide",
-    "load_champion",
-    "load_evaluation_set",
-    "model_uri",
-    "gate_from_params",
-    "promote",
-    "registry_settings",
-    "review_from_params",
-    "register_run_model",
-    "review_version",
-    "rollback",
-    "save_adaptor_model",
-]
+# Names are imported on first use (components/lazy.py): importing one module of the
+# package does not load the others.
+_EXPORTS = {
+    "CHALLENGER": "config",
+    "CHAMPION": "config",
+    "RegistryConfig": "config",
+    "EvaluationSet": "evaluation_set",
+    "load_evaluation_set": "evaluation_set",
+    "DimensionCheck": "gate",
+    "GateDecision": "gate",
+    "decide": "gate",
+    "load_champion": "load",
+    "model_uri": "load",
+    "build_model_metadata": "packaging",
+    "save_adaptor_model": "packaging",
+    "PromotionOutcome": "promotion",
+    "promote": "promotion",
+    "review_version": "promotion",
+    "rollback": "promotion",
+    "register_run_model": "register",
+    "ReviewReport": "report",
+    "build_review_report": "report",
+    "gate_from_params": "wiring",
+    "registry_settings": "wiring",
+    "review_from_params": "wiring",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

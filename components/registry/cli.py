@@ -162,7 +162,7 @@ def run_promote(args: argparse.Namespace) -> int:
 def run_rollback(args: argparse.Namespace) -> int:
     """Handler of ``rollback``."""
     from components.params import ParamsError
-    from components.registry.promote import rollback
+    from components.registry.promotion import rollback
     from components.registry.wiring import registry_settings
 
     try:

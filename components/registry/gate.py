@@ -7,7 +7,7 @@ The challenger passes when, at every counted size m:
 * challenger − best baseline >= ``min_delta_vs_baselines`` (always; for a first version,
   with no champion, this is the only comparison).
 
-All values must come from the same frozen evaluation set (see :mod:`.promote`).
+All values must come from the same frozen evaluation set (see :mod:`.promotion`).
 
 Example:
     >>> from components.registry.config import RegistryConfig

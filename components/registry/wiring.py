@@ -111,14 +111,14 @@ def gate_from_params(
     report_dir: str | Path | None = None,
     **overrides: Any,
 ) -> Any:
-    """Run the promotion gate (:func:`components.registry.promote.promote`).
+    """Run the promotion gate (:func:`components.registry.promotion.promote`).
 
     ``run_mode: disabled`` returns at once without loading the evaluation set.
 
     Returns:
-        The :class:`components.registry.promote.PromotionOutcome`.
+        The :class:`components.registry.promotion.PromotionOutcome`.
     """
-    from components.registry.promote import promote
+    from components.registry.promotion import promote
 
     settings = registry_settings(params, root, **overrides)
     data = None if settings.config.run_mode == "disabled" else settings.evaluation_set()
@@ -143,8 +143,8 @@ def review_from_params(
     **overrides: Any,
 ) -> Any:
     """Write (and attach) the review report of ``version``
-    (:func:`components.registry.promote.review_version`)."""
-    from components.registry.promote import review_version
+    (:func:`components.registry.promotion.review_version`)."""
+    from components.registry.promotion import review_version
 
     settings = registry_settings(params, root, **overrides)
     return review_version(

@@ -24,21 +24,30 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components.params import ParamsError, PipelineParams
+from components.lazy import lazy_exports
 from components.stages.common import RunLayout, StageError
-from components.stages.embed import run_embed
-from components.stages.evaluate import (
-    EvaluationOutput,
-    best_recommendation,
-    format_results,
-    load_results,
-    run_evaluate,
-)
-from components.stages.finetune import SKIP_MESSAGE, run_finetune
-from components.stages.pretrain import TrainingOutput, run_pretrain
-from components.stages.validate import run_validate
+
+if TYPE_CHECKING:
+    from components.params import PipelineParams
+
+# Names are imported on first use (components/lazy.py): a stage command loads its own stage
+# module only, so DVC deps list exactly the code each stage runs.
+_EXPORTS = {
+    "run_embed": "embed",
+    "EvaluationOutput": "evaluate",
+    "best_recommendation": "evaluate",
+    "format_results": "evaluate",
+    "load_results": "evaluate",
+    "run_evaluate": "evaluate",
+    "SKIP_MESSAGE": "finetune",
+    "run_finetune": "finetune",
+    "TrainingOutput": "pretrain",
+    "run_pretrain": "pretrain",
+    "run_validate": "validate",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 #: Stage names, in pipeline order; the same names as in ``dvc.yaml``.
 STAGE_NAMES: tuple[str, ...] = ("validate", "embed", "pretrain", "finetune", "evaluate")
@@ -62,38 +71,34 @@ def run_stage(
     Returns:
         The stage function's result.
     """
+    from components.params import ParamsError
+
     layout = layout or RunLayout()
     dataset = Path(dataset_dir) if dataset_dir is not None else params.dataset.path
     if name == "validate":
+        from components.stages.validate import run_validate
+
         return run_validate(dataset, params, layout.validation)
     if name == "embed":
+        from components.stages.embed import run_embed
+
         return run_embed(dataset, params, layout.embeddings)
     if name == "pretrain":
+        from components.stages.pretrain import run_pretrain
+
         return run_pretrain(layout.embeddings, params, layout.pretrain)
     if name == "finetune":
+        from components.stages.finetune import run_finetune
+
         return run_finetune(dataset, layout.embeddings, layout.pretrain, params, layout.finetune)
     if name == "evaluate":
+        from components.stages.evaluate import run_evaluate
+
         return run_evaluate(
             dataset, layout.embeddings, layout.pretrain, layout.finetune, params, layout.evaluation
         )
     raise ParamsError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
 
 
-__all__ = [
-    "SKIP_MESSAGE",
-    "STAGE_NAMES",
-    "EvaluationOutput",
-    "ParamsError",
-    "RunLayout",
-    "StageError",
-    "TrainingOutput",
-    "best_recommendation",
-    "format_results",
-    "load_results",
-    "run_embed",
-    "run_evaluate",
-    "run_finetune",
-    "run_pretrain",
-    "run_stage",
-    "run_validate",
-]
+__all__ = ["STAGE_NAMES", "RunLayout", "StageError", "run_stage"]
+__all__ += sorted(_EXPORTS)

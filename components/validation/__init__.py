@@ -14,23 +14,19 @@ Example:
 ``great_expectations`` is imported lazily, only when suites run.
 """
 
-from components.validation.config import ValidationConfig
-from components.validation.report import (
-    DataValidationError,
-    ExpectationOutcome,
-    OffendingRow,
-    SuiteResult,
-    ValidationReport,
-)
-from components.validation.runner import validate_dataset, validate_embeddings
+from components.lazy import lazy_exports
 
-__all__ = [
-    "DataValidationError",
-    "ExpectationOutcome",
-    "OffendingRow",
-    "SuiteResult",
-    "ValidationConfig",
-    "ValidationReport",
-    "validate_dataset",
-    "validate_embeddings",
-]
+# Names are imported on first use (components/lazy.py): importing one module of the
+# package does not load the others.
+_EXPORTS = {
+    "ValidationConfig": "config",
+    "DataValidationError": "report",
+    "ExpectationOutcome": "report",
+    "OffendingRow": "report",
+    "SuiteResult": "report",
+    "ValidationReport": "report",
+    "validate_dataset": "runner",
+    "validate_embeddings": "runner",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
