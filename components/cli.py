@@ -38,9 +38,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.layout import DEFAULT_RUNS_DIR
+
 STAGE_NAMES: tuple[str, ...] = ("validate", "embed", "pretrain", "finetune", "evaluate")
 DEFAULT_PARAMS = Path("params.yaml")
-DEFAULT_RUNS = Path("runs")
+DEFAULT_RUNS = DEFAULT_RUNS_DIR
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -120,7 +122,7 @@ def _params(args: argparse.Namespace, *, missing_ok: bool = False) -> Any:
 
 
 def _layout(args: argparse.Namespace) -> Any:
-    from components.stages.common import RunLayout
+    from components.layout import RunLayout
 
     return RunLayout(root=getattr(args, "runs_dir", DEFAULT_RUNS))
 
@@ -272,8 +274,8 @@ def _results(args: argparse.Namespace) -> int:
 
 def _evaluation_dir(args: argparse.Namespace) -> Path:
     """``--run``'s evaluation, else the newest finished run's, else ``runs/evaluation``."""
+    from components.layout import RunLayout
     from components.runs import FINISHED, RunRecord, RunsLayout
-    from components.stages.common import RunLayout
 
     layout = RunsLayout(Path.cwd())
     run = getattr(args, "run", None)

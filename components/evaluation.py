@@ -29,6 +29,7 @@ from components.adaptor import check_embeddings
 from components.atomic import atomic_write, atomic_write_text
 from components.baselines import Embedder
 from components.config import EvaluationConfig, default_prefix_dims
+from components.layout import LONG_CSV, METRICS_FILE, PLOT_PNG
 from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
 
 BASE_METHOD = "base"
@@ -95,11 +96,7 @@ class EvaluationReport:
         """``metrics.json``, ``metrics.csv`` and ``ndcg_vs_dim.png``, each written atomically."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": out / "metrics.json",
-            "csv": out / "metrics.csv",
-            "plot": out / "ndcg_vs_dim.png",
-        }
+        paths = {"json": out / METRICS_FILE, "csv": out / LONG_CSV, "plot": out / PLOT_PNG}
         atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2, sort_keys=True))
         atomic_write_text(paths["csv"], self.table.to_csv(index=False, float_format="%.6f"))
         plot_ndcg_vs_dim(self, paths["plot"])

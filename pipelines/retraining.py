@@ -39,6 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
+from components.layout import HISTORY_FILE, SUMMARY_FILE, RunLayout
 from components.params import (
     PARAMS_FILE,
     ParamsError,
@@ -48,7 +49,7 @@ from components.params import (
 )
 from components.runs import ActiveRun, active_run, apply_run, create_workspace, open_run
 from components.stages.graph import StageSpec, load_stage_graph, stage_outputs
-from components.tracking import PipelineOutputs, PipelineRun, flatten_params, read_json
+from components.tracking import PipelineRun, flatten_params, read_json
 from components.tracking.params import redact_overrides
 from pipelines.settings import REPO_ROOT
 
@@ -115,7 +116,7 @@ class RetrainingResult:
                 f"registry: {self.registered['model_name']} version "
                 f"{self.registered['version']} ({new})"
             )
-        lines.append(f"run {self.run}: outputs in {self.workspace}/runs")
+        lines.append(f"run {self.run}: outputs in {RunLayout().under(self.workspace).root}")
         lines.append(
             "  applied to the checkout (runs/, dvc.lock)"
             if self.applied
@@ -158,7 +159,7 @@ def stage_environment(workspace: Path) -> dict[str, str]:
 def _stage_report(stage: StageSpec, root: Path, lines: list[str]) -> str:
     """What to show for a failed stage: its ``summary.txt`` (validation) or output tail."""
     for out in stage.outs:
-        summary = root / out / "summary.txt"
+        summary = root / out / SUMMARY_FILE
         if summary.is_file():
             text = summary.read_text(encoding="utf-8").strip()
             if text:
@@ -185,7 +186,7 @@ def _skip_reason(stage: StageSpec, root: Path) -> str | None:
     ``history.json``), else None."""
     for out in stage.outs:
         candidate = root / out
-        history = candidate if candidate.name == "history.json" else candidate / "history.json"
+        history = candidate if candidate.name == HISTORY_FILE else candidate / HISTORY_FILE
         data = read_json(history) if history.is_file() else None
         if data and data.get("skipped"):
             return str(data.get("reason") or "the stage skipped itself")
@@ -348,10 +349,11 @@ def log_results(
 
     logger = get_run_logger()
     checkout, root = Path(project), Path(workspace)
+    layout = RunLayout().under(root)
     run = _attach(handle)
-    summary = log_pipeline_outputs(run, PipelineOutputs().under(root))
-    passed = read_json(root / "runs" / "validation" / "passed.json") or {}
-    meta = read_json(root / "runs" / "embeddings" / "meta.json") or {}
+    summary = log_pipeline_outputs(run, layout)
+    passed = read_json(layout.validation_passed) or {}
+    meta = read_json(layout.embeddings_meta) or {}
     fingerprint = passed.get("fingerprint") or meta.get("dataset_fingerprint")
     if fingerprint:
         source = Path(passed.get("path") or meta.get("dataset") or "")
@@ -380,22 +382,6 @@ def log_results(
     return {"table": summary["table"], "skipped_stages": summary["skipped_stages"], "lineage": tags}
 
 
-def _same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, str]) -> str | None:
-    """The version of ``model_name`` registered from identical DVC lineage, if any."""
-    if not lineage:
-        return None
-    try:
-        versions = client.search_model_versions(f"name='{model_name}'")
-    except Exception:  # noqa: BLE001 - no registered model yet
-        return None
-    wanted = {f"dvc.{key}": value for key, value in lineage.items()}
-    for version in versions:
-        tags = version.tags or {}
-        if all(tags.get(key) == value for key, value in wanted.items()):
-            return str(version.version)
-    return None
-
-
 @task(name="register", cache_policy=NO_CACHE)
 def register_model(
     handle: dict[str, str],
@@ -403,88 +389,33 @@ def register_model(
     workspace: str,
     model_name: str,
     lineage_tags: dict[str, str],
-) -> dict[str, Any] | None:
-    """Register the run's adaptor as the new ``@challenger`` (``components.registry``).
+) -> dict[str, Any]:
+    """Register the run's adaptor as the new ``@challenger``
+    (:func:`components.registry.register_pipeline_run`)."""
+    from components.registry import register_pipeline_run
 
-    The adaptor is the finetune stage's when it trained one, else the pretrain stage's.
-    When a version with the identical DVC lineage (every hash in ``dvc.lock``) is already
-    registered (a re-run where nothing changed), no duplicate version is made.
-    """
-    from components.registry import register_run_model
-    from components.registry.client import alias_version
-    from components.registry.config import CHALLENGER
-
-    logger = get_run_logger()
-    root = Path(workspace)
-    finetuned = root / "runs" / "finetune" / "adaptor"
-    adaptor_dir = (
-        finetuned
-        if (finetuned / "adaptor.json").is_file()
-        else root / "runs" / "pretrain" / "adaptor"
-    )
-    method = "adaptor_supervised" if adaptor_dir == finetuned else "adaptor_unsupervised"
-    report = read_json(root / "runs" / "evaluation" / "metrics.json") or {}
-    meta = read_json(root / "runs" / "embeddings" / "meta.json") or {}
-    run = _attach(handle)
-    dvc_hashes = {
-        key[len("dvc.") :]: value for key, value in lineage_tags.items() if key.startswith("dvc.")
-    }
-    existing = _same_lineage_version(run.client, model_name, dvc_hashes)
-    if existing is not None:
-        logger.info(
-            "nothing changed since %s version %s (same DVC lineage): no new version registered",
-            model_name,
-            existing,
-        )
-        run.log_tags(
-            {
-                "registry.model_name": model_name,
-                "registry.version": existing,
-                "registry.new_version": "false",
-            }
-        )
-        return {"model_name": model_name, "version": existing, "new": False}
-    previous = alias_version(run.client, model_name, CHALLENGER)
-    # Recorded before anything is registered: a cleanup after a kill must know both.
-    active_run(run_id).record.update(
-        registry={
-            "model_name": model_name,
-            "previous_challenger": str(previous.version) if previous is not None else None,
-        }
-    )
-    metadata = {
-        "provider": meta.get("provider"),
-        "base_model": meta.get("model"),
-        "dataset_fingerprint": meta.get("dataset_fingerprint"),
-        "git_commit": lineage_tags.get("git_commit"),
-        "dvc_hashes": dvc_hashes,
-        "adaptor_method": method,
-    }
-    version = register_run_model(
-        handle["run_id"],
-        adaptor_dir,
-        report,
-        metadata,
-        model_name=model_name,
-        tracking_uri=handle["tracking_uri"],
-    )
-    number = str(getattr(version, "version", version))
     record = active_run(run_id).record
-    record.update(registry={**record.data["registry"], "version": number})
-    run.log_tags(
-        {
-            "registry.model_name": model_name,
-            "registry.version": number,
-            "registry.new_version": "true",
-        }
-    )
-    logger.info(
-        "registered %s version %s from %s (alias @challenger)",
+
+    def remember(previous: str | None) -> None:
+        # Recorded before anything is registered: a cleanup after a kill needs both.
+        record.update(registry={"model_name": model_name, "previous_challenger": previous})
+
+    registered = register_pipeline_run(
+        _attach(handle),
+        RunLayout().under(workspace),
         model_name,
-        number,
-        adaptor_dir.relative_to(root),
+        lineage_tags,
+        before_register=remember,
     )
-    return {"model_name": model_name, "version": number, "new": True}
+    if registered["new"]:
+        record.update(registry={**record.data["registry"], "version": registered["version"]})
+    get_run_logger().info(
+        "%s version %s (%s)",
+        model_name,
+        registered["version"],
+        "new, alias @challenger" if registered["new"] else "same DVC lineage: not registered again",
+    )
+    return registered
 
 
 def fail_tracking(
@@ -495,10 +426,10 @@ def fail_tracking(
     registered. Plain code, not a task: it also runs while the flow is being interrupted."""
     tracking = _attach(handle)
     if workspace is not None:
-        validation = Path(workspace) / "runs" / "validation"
+        layout = RunLayout().under(workspace)
         with suppress(Exception):
-            tracking.log_artifact_path(validation / "summary.txt", "validation")
-            tracking.log_artifact_path(validation / "gx_results", "validation/gx_results")
+            tracking.log_artifact_path(layout.validation_summary, "validation")
+            tracking.log_artifact_path(layout.validation / "gx_results", "validation/gx_results")
     tracking.fail(error, stage=str(run.record.data.get("step")))
     registry = run.record.data.get("registry") or {}
     if registry.get("model_name"):

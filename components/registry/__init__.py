@@ -38,6 +38,7 @@ _EXPORTS = {
     "ReviewReport": "report",
     "build_review_report": "report",
     "gate_from_params": "wiring",
+    "register_pipeline_run": "wiring",
     "registry_settings": "wiring",
     "review_from_params": "wiring",
 }

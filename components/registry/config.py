@@ -39,7 +39,8 @@ class RegistryConfig(BaseModel):
         baselines: the training-free methods the challenger must beat (``base`` is plain
             truncation, ``pca``, ``svd_rotation``).
         embeddings_dir: the frozen evaluation set's embeddings (``corpus.npy``,
-            ``queries.npy``, ids, ``meta.json``) written by the pipeline's embed stage.
+            ``queries.npy``, ids, ``meta.json``); ``None`` = the embed stage's output
+            (:attr:`components.layout.RunLayout.embeddings`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,7 +53,7 @@ class RegistryConfig(BaseModel):
     min_delta_vs_champion: float = 0.0
     min_delta_vs_baselines: float = 0.0
     baselines: tuple[str, ...] = DEFAULT_BASELINES
-    embeddings_dir: str = "runs/embeddings"
+    embeddings_dir: str | None = None
 
     @field_validator("dims")
     @classmethod

@@ -1,7 +1,8 @@
-"""From ``params.yaml`` to a gate or a review: the wiring the CLI and the flows share.
+"""From a pipeline run or ``params.yaml`` to the registry: the wiring the CLI and flows share.
 
 The CLI (``matryoshka promote`` / ``review-report`` / ``rollback``), the promotion flow and
-the retraining flow each call one of these with the typed params and a project root, so the
+the retraining flow each call one of these in a few lines (:func:`register_pipeline_run`,
+:func:`gate_from_params`, :func:`review_from_params`, :func:`registry_settings`), so the
 store, the model name, the frozen evaluation set and the ``disabled`` rule are decided in
 one place.
 
@@ -14,15 +15,20 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.config import EvaluationConfig
+from components.layout import RunLayout
 from components.registry.config import RegistryConfig
 
 if TYPE_CHECKING:  # components.params imports this package's config: no import cycle
     from components.params import PipelineParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,17 +93,20 @@ def registry_settings(
 
 
 def evaluation_embeddings(root: Path, config: RegistryConfig) -> Path:
-    """``<root>/<registry.embeddings_dir>``; where the checkout has none (runs execute in
-    workspaces and are applied only on request), the newest finished run's."""
-    direct = root / config.embeddings_dir
+    """``registry.embeddings_dir`` (relative to ``root``), else the embed stage's output
+    under ``root``; where the checkout has none (runs execute in workspaces and are applied
+    only on request), the newest finished run's."""
+    if config.embeddings_dir is not None:
+        return root / config.embeddings_dir
+    direct = RunLayout().under(root).embeddings
     if direct.is_dir():
         return direct
     from components.runs import FINISHED, RunRecord, RunsLayout
 
-    layout = RunsLayout(root)
-    for run_id in reversed(layout.run_ids()):
-        record = RunRecord.load(layout.run_dir(run_id))
-        candidate = record.workspace / config.embeddings_dir
+    runs = RunsLayout(root)
+    for run_id in reversed(runs.run_ids()):
+        record = RunRecord.load(runs.run_dir(run_id))
+        candidate = RunLayout().under(record.workspace).embeddings
         if record.status == FINISHED and candidate.is_dir():
             return candidate
     return direct
@@ -157,3 +166,94 @@ def review_from_params(
         out_dir=out_dir,
         attach=attach,
     )
+
+
+def same_lineage_version(client: Any, model_name: str, dvc_hashes: dict[str, str]) -> str | None:
+    """The version of ``model_name`` registered from identical DVC lineage, if any."""
+    if not dvc_hashes:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{model_name}'")
+    except MlflowException:  # no registered model yet
+        return None
+    wanted = {f"dvc.{key}": value for key, value in dvc_hashes.items()}
+    for version in versions:
+        tags = version.tags or {}
+        if all(tags.get(key) == value for key, value in wanted.items()):
+            return str(version.version)
+    return None
+
+
+def register_pipeline_run(
+    run: Any,
+    layout: RunLayout,
+    model_name: str,
+    lineage_tags: dict[str, str],
+    *,
+    before_register: Callable[[str | None], None] | None = None,
+) -> dict[str, Any]:
+    """Register a finished pipeline run's adaptor as the new ``@challenger``.
+
+    The adaptor is the finetune stage's when it trained one, else the pretrain stage's. A
+    version with the identical DVC lineage (every ``dvc.lock`` hash) is not registered
+    again (a re-run where nothing changed). The MLflow run is tagged with the outcome.
+
+    Args:
+        run: the :class:`components.tracking.PipelineRun` the model is logged into.
+        layout: the run's outputs (``RunLayout().under(workspace)``).
+        model_name: the registered model.
+        lineage_tags: the run's ``git_commit`` and ``dvc.<stage>.<path>`` tags.
+        before_register: called with the current ``@challenger`` version (or None) just
+            before a new version is created, so a caller can record what to restore.
+
+    Returns:
+        ``{"model_name", "version", "new"}``.
+    """
+    from components.registry.client import alias_version
+    from components.registry.config import CHALLENGER
+    from components.registry.register import register_run_model
+    from components.tracking import read_json
+
+    finetuned = (layout.finetune_adaptor / "adaptor.json").is_file()
+    adaptor_dir = layout.finetune_adaptor if finetuned else layout.pretrain_adaptor
+    dvc_hashes = {
+        key[len("dvc.") :]: value for key, value in lineage_tags.items() if key.startswith("dvc.")
+    }
+    existing = same_lineage_version(run.client, model_name, dvc_hashes)
+    if existing is not None:
+        log.info(
+            "nothing changed since %s v%s (same DVC lineage): not registered", model_name, existing
+        )
+        outcome = {"model_name": model_name, "version": existing, "new": False}
+    else:
+        previous = alias_version(run.client, model_name, CHALLENGER)
+        if before_register is not None:
+            before_register(str(previous.version) if previous is not None else None)
+        meta = read_json(layout.embeddings_meta) or {}
+        metadata = {
+            "provider": meta.get("provider"),
+            "base_model": meta.get("model"),
+            "dataset_fingerprint": meta.get("dataset_fingerprint"),
+            "git_commit": lineage_tags.get("git_commit"),
+            "dvc_hashes": dvc_hashes,
+            "adaptor_method": "adaptor_supervised" if finetuned else "adaptor_unsupervised",
+        }
+        version = register_run_model(
+            run.run_id,
+            adaptor_dir,
+            read_json(layout.metrics_json) or {},
+            metadata,
+            model_name=model_name,
+            tracking_uri=run.tracking_uri,
+        )
+        outcome = {"model_name": model_name, "version": str(version.version), "new": True}
+    run.log_tags(
+        {
+            "registry.model_name": model_name,
+            "registry.version": outcome["version"],
+            "registry.new_version": str(outcome["new"]).lower(),
+        }
+    )
+    return outcome

@@ -26,8 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.layout import RunLayout
 from components.lazy import lazy_exports
-from components.stages.common import RunLayout, StageError
+from components.stages.common import StageError
 
 if TYPE_CHECKING:
     from components.params import PipelineParams

@@ -1,4 +1,5 @@
-"""Shared plumbing of the pipeline stages: the output layout, atomic outputs, JSON.
+"""Shared plumbing of the pipeline stages: the stage error, atomic outputs, JSON (where
+outputs go is :mod:`components.layout`).
 
 Every stage writes its output directory atomically: the previous output is removed *first*
 (so a failed run never leaves a stale result a later stage could consume), the new output
@@ -15,51 +16,20 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from components.layout import HISTORY_FILE, META_FILE
+
+if TYPE_CHECKING:
+    from components.data import RetrievalDataset
+    from components.embedding import EmbeddingArtifacts
 
 log = logging.getLogger("components.stages")
-
-DEFAULT_RUNS_DIR = Path("runs")
-HISTORY_FILE = "history.json"
-ADAPTOR_DIR = "adaptor"
 
 
 class StageError(RuntimeError):
     """A stage cannot run or failed for a reason the user can fix (missing input, bad
     params); the message says which file or key and what to do."""
-
-
-class RunLayout(BaseModel):
-    """Where each stage writes, under one runs directory (default ``runs/``).
-
-    The paths match the ``outs`` of ``dvc.yaml``; change both together.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    root: Path = DEFAULT_RUNS_DIR
-
-    @property
-    def validation(self) -> Path:
-        return self.root / "validation"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
-
-    @property
-    def pretrain(self) -> Path:
-        return self.root / "pretrain"
-
-    @property
-    def finetune(self) -> Path:
-        return self.root / "finetune"
-
-    @property
-    def evaluation(self) -> Path:
-        return self.root / "evaluation"
 
 
 def _clean(value: Any) -> Any:
@@ -96,3 +66,47 @@ def read_json(path: Path, what: str) -> Any:
         raise StageError(f"{path}: missing; run the {what} stage first") from None
     except ValueError as exc:
         raise StageError(f"{path}: invalid JSON ({exc})") from None
+
+
+def load_stage_embeddings(embeddings_dir: str | Path) -> EmbeddingArtifacts:
+    """Read the ``embed`` stage's output; a missing or broken one is a :class:`StageError`."""
+    from components.embedding import EmbeddingStoreError, load_embeddings
+
+    try:
+        return load_embeddings(embeddings_dir)
+    except EmbeddingStoreError as exc:
+        raise StageError(f"{exc} (run the embed stage first)") from None
+
+
+def check_fingerprint(
+    dataset_fingerprint: str,
+    meta: dict[str, Any],
+    embeddings_dir: str | Path,
+    dataset_dir: str | Path,
+) -> None:
+    """Refuse embeddings made from other data than ``dataset_dir`` holds now."""
+    recorded = meta.get("dataset_fingerprint")
+    if recorded is not None and recorded != dataset_fingerprint:
+        raise StageError(
+            f"{Path(embeddings_dir) / META_FILE}: the embeddings were made from different "
+            f"data than {dataset_dir} holds now (dataset fingerprint {recorded[:12]} != "
+            f"{dataset_fingerprint[:12]}); re-run the embed stage"
+        )
+
+
+def load_matching_inputs(
+    embeddings_dir: str | Path, dataset_dir: str | Path
+) -> tuple[EmbeddingArtifacts, RetrievalDataset]:
+    """The stage's embeddings and dataset, refusing embeddings made from other data."""
+    from components.data import load_dataset
+
+    artifacts = load_stage_embeddings(embeddings_dir)
+    dataset = load_dataset(dataset_dir)
+    check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
+    return artifacts, dataset
+
+
+def finetune_skipped(finetune_dir: str | Path) -> bool:
+    """Whether the finetune output says the stage was skipped (no training labels)."""
+    history = read_json(Path(finetune_dir) / HISTORY_FILE, "finetune")
+    return bool(history.get("skipped"))

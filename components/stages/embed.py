@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.atomic import remove_path, staged_directory
+from components.layout import DEFAULT_LAYOUT, VALIDATION_SUBDIR
 from components.params import ParamsError, PipelineParams
 from components.stages.common import StageError
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from components.embedding import EmbeddingArtifacts, EmbeddingConfig
 
 log = logging.getLogger("components.stages.embed")
-
-VALIDATION_DIR = "validation"
 
 
 def declared_dimension(config: EmbeddingConfig) -> int | None:
@@ -70,7 +69,9 @@ def declared_dimension(config: EmbeddingConfig) -> int | None:
 
 
 def run_embed(
-    dataset_dir: str | Path, params: PipelineParams, out_dir: str | Path = Path("runs/embeddings")
+    dataset_dir: str | Path,
+    params: PipelineParams,
+    out_dir: str | Path = DEFAULT_LAYOUT.embeddings,
 ) -> EmbeddingArtifacts:
     """Embed a dataset and validate the matrices; ``out_dir`` is replaced atomically.
 
@@ -115,14 +116,14 @@ def run_embed(
             artifacts.queries,
             d,
             thresholds,
-            staging / VALIDATION_DIR,
+            staging / VALIDATION_SUBDIR,
             normalized=config.normalize,
             corpus_source=(out / "corpus.npy").as_posix(),
             query_source=(out / "queries.npy").as_posix(),
         )
         if not report.success:
             # Keep the GX artifacts for inspection, outside anything that looks finished.
-            os.replace(staging / VALIDATION_DIR, failed)
+            os.replace(staging / VALIDATION_SUBDIR, failed)
             raise DataValidationError(dataclasses.replace(report, artifacts_dir=failed))
     log.info(
         "embeddings: corpus %s, queries %s (%s %s, d=%d) -> %s",

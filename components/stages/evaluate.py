@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
+from components.layout import ADAPTOR_DIR, DEFAULT_LAYOUT, METRICS_FILE, TABLE_TXT, WIDE_CSV
 from components.params import PipelineParams
 from components.stages.common import (
-    ADAPTOR_DIR,
     StageError,
+    finetune_skipped,
+    load_matching_inputs,
     read_json,
     write_json,
 )
-from components.stages.finetune import finetune_skipped, load_matching_inputs
 
 if TYPE_CHECKING:
     from components.evaluation import EvaluationReport
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("components.stages.evaluate")
 
 METHOD_ORDER = ("base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised")
-METRICS_FILE = "metrics.json"
-WIDE_CSV = "ndcg_vs_dim.csv"
-TABLE_FILE = "table.txt"
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def run_evaluate(
     pretrain_dir: str | Path,
     finetune_dir: str | Path | None,
     params: PipelineParams,
-    out_dir: str | Path = Path("runs/evaluation"),
+    out_dir: str | Path = DEFAULT_LAYOUT.evaluation,
 ) -> EvaluationOutput:
     """Evaluate base, PCA, SVD rotation and the adaptors on ``qrels/<dataset.test_split>``.
 
@@ -123,7 +121,7 @@ def run_evaluate(
         write_json(staging / METRICS_FILE, metrics)
         write_wide_csv(report, staging / WIDE_CSV)
         table = format_results(metrics)
-        (staging / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
+        (staging / TABLE_TXT).write_text(table + "\n", encoding="utf-8")
     log.info("evaluation written to %s", out)
     return EvaluationOutput(out, report, metrics, table)
 
@@ -215,7 +213,7 @@ def best_recommendation(metrics: dict[str, Any]) -> tuple[str, int] | None:
     return method, int(recommended[method])
 
 
-def load_results(evaluation_dir: str | Path = Path("runs/evaluation")) -> dict[str, Any]:
+def load_results(evaluation_dir: str | Path = DEFAULT_LAYOUT.evaluation) -> dict[str, Any]:
     """``metrics.json`` of the last evaluation."""
     payload = read_json(Path(evaluation_dir) / METRICS_FILE, "evaluate")
     if not isinstance(payload, dict):

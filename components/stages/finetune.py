@@ -11,60 +11,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
+from components.layout import ADAPTOR_DIR, DEFAULT_LAYOUT, HISTORY_FILE
 from components.params import PipelineParams
-from components.stages.common import (
-    ADAPTOR_DIR,
-    HISTORY_FILE,
-    StageError,
-    read_json,
-    write_json,
-)
-from components.stages.pretrain import (
-    TrainingOutput,
-    adaptor_metadata,
-    history_payload,
-    load_stage_embeddings,
-    published,
-)
-
-if TYPE_CHECKING:
-    from components.data import RetrievalDataset
-    from components.embedding import EmbeddingArtifacts
+from components.stages.common import StageError, load_matching_inputs, write_json
+from components.stages.pretrain import TrainingOutput, adaptor_metadata, history_payload, published
 
 log = logging.getLogger("components.stages.finetune")
 
 SKIP_MESSAGE = "supervised stage skipped: dataset has no training labels (qrels/{split}.tsv)"
-
-
-def check_fingerprint(
-    dataset_fingerprint: str,
-    meta: dict[str, Any],
-    embeddings_dir: str | Path,
-    dataset_dir: str | Path,
-) -> None:
-    """Refuse embeddings made from other data than ``dataset_dir`` holds now."""
-    recorded = meta.get("dataset_fingerprint")
-    if recorded is not None and recorded != dataset_fingerprint:
-        raise StageError(
-            f"{Path(embeddings_dir) / 'meta.json'}: the embeddings were made from different "
-            f"data than {dataset_dir} holds now (dataset fingerprint {recorded[:12]} != "
-            f"{dataset_fingerprint[:12]}); re-run the embed stage"
-        )
-
-
-def load_matching_inputs(
-    embeddings_dir: str | Path, dataset_dir: str | Path
-) -> tuple[EmbeddingArtifacts, RetrievalDataset]:
-    """The stage's embeddings and dataset, refusing embeddings made from other data."""
-    from components.data import load_dataset
-
-    artifacts = load_stage_embeddings(embeddings_dir)
-    dataset = load_dataset(dataset_dir)
-    check_fingerprint(dataset.fingerprint(), artifacts.meta, embeddings_dir, dataset_dir)
-    return artifacts, dataset
 
 
 def run_finetune(
@@ -72,7 +28,7 @@ def run_finetune(
     embeddings_dir: str | Path,
     pretrain_dir: str | Path,
     params: PipelineParams,
-    out_dir: str | Path = Path("runs/finetune"),
+    out_dir: str | Path = DEFAULT_LAYOUT.finetune,
 ) -> TrainingOutput:
     """Stage 2: continue from the pretrained adaptor with the training labels.
 
@@ -129,9 +85,3 @@ def run_finetune(
     if skipped:
         return TrainingOutput(out, out / HISTORY_FILE, None, None, {})
     return published("finetune", out, result, metadata)
-
-
-def finetune_skipped(finetune_dir: str | Path) -> bool:
-    """Whether the finetune output says the stage was skipped (no training labels)."""
-    history = read_json(Path(finetune_dir) / HISTORY_FILE, "finetune")
-    return bool(history.get("skipped"))

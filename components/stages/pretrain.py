@@ -15,16 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
 from components.config import MethodConfig
+from components.layout import ADAPTOR_DIR, DEFAULT_LAYOUT, HISTORY_FILE
 from components.params import PipelineParams
-from components.stages.common import (
-    ADAPTOR_DIR,
-    HISTORY_FILE,
-    StageError,
-    write_json,
-)
+from components.stages.common import StageError, load_stage_embeddings, write_json
 
 if TYPE_CHECKING:
-    from components.embedding import EmbeddingArtifacts
     from components.training import StageResult
 
 log = logging.getLogger("components.stages.pretrain")
@@ -51,16 +46,6 @@ class TrainingOutput:
     @property
     def skipped(self) -> bool:
         return self.adaptor_dir is None
-
-
-def load_stage_embeddings(embeddings_dir: str | Path) -> EmbeddingArtifacts:
-    """Read the ``embed`` stage's output; a missing or broken one is a :class:`StageError`."""
-    from components.embedding import EmbeddingStoreError, load_embeddings
-
-    try:
-        return load_embeddings(embeddings_dir)
-    except EmbeddingStoreError as exc:
-        raise StageError(f"{exc} (run the embed stage first)") from None
 
 
 def adaptor_metadata(
@@ -120,7 +105,9 @@ def published(
 
 
 def run_pretrain(
-    embeddings_dir: str | Path, params: PipelineParams, out_dir: str | Path = Path("runs/pretrain")
+    embeddings_dir: str | Path,
+    params: PipelineParams,
+    out_dir: str | Path = DEFAULT_LAYOUT.pretrain,
 ) -> TrainingOutput:
     """Stage 1: train the adaptor on corpus embeddings alone (no labels).
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.atomic import remove_path
+from components.layout import DEFAULT_LAYOUT, PASSED_FILE
 from components.params import PipelineParams
 from components.stages.common import write_json
 
@@ -23,13 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("components.stages.validate")
 
-PASSED_FILE = "passed.json"
-
 
 def run_validate(
     dataset_dir: str | Path,
     params: PipelineParams,
-    out_dir: str | Path = Path("runs/validation"),
+    out_dir: str | Path = DEFAULT_LAYOUT.validation,
     *,
     build_docs: bool | None = None,
 ) -> ValidationReport:

@@ -21,12 +21,7 @@ from components.tracking.naming import (
     train_metric_key,
     training_metrics,
 )
-from components.tracking.outputs import (
-    PipelineOutputs,
-    format_dim_table,
-    log_pipeline_outputs,
-    read_json,
-)
+from components.tracking.outputs import format_dim_table, log_pipeline_outputs, read_json
 from components.tracking.params import flatten_params, is_secret_key, redact_overrides
 from components.tracking.run import (
     DATASET_FINGERPRINT_TAG,
@@ -47,7 +42,6 @@ __all__ = [
     "FAILURE_MESSAGE_TAG",
     "FAILURE_STAGE_TAG",
     "GitInfo",
-    "PipelineOutputs",
     "PipelineRun",
     "default_tracking_uri",
     "dvc_lock_tags",

@@ -21,37 +21,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.layout import RunLayout
 from components.tracking.run import PipelineRun
 
-DEFAULT_TRAINING_STAGES = ("pretrain", "finetune")
-
-
-def _default_training() -> dict[str, Path]:
-    return {stage: Path("runs") / stage / "history.json" for stage in DEFAULT_TRAINING_STAGES}
-
-
-@dataclass(frozen=True)
-class PipelineOutputs:
-    """Where the stages write (relative to the project root unless absolute)."""
-
-    validation_dir: Path = Path("runs/validation")
-    embeddings_dir: Path = Path("runs/embeddings")
-    training: Mapping[str, Path] = field(default_factory=_default_training)
-    evaluation_dir: Path = Path("runs/evaluation")
-
-    def under(self, root: str | Path) -> PipelineOutputs:
-        """The same layout with relative paths resolved against ``root``."""
-        base = Path(root)
-        return PipelineOutputs(
-            validation_dir=base / self.validation_dir,
-            embeddings_dir=base / self.embeddings_dir,
-            training={k: base / v for k, v in self.training.items()},
-            evaluation_dir=base / self.evaluation_dir,
-        )
+#: The training stages whose ``history.json`` is logged as curves.
+TRAINING_STAGES = ("pretrain", "finetune")
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
@@ -86,24 +63,25 @@ def format_dim_table(report: Mapping[str, Any], metric: str = "ndcg_at_10") -> s
     return "\n".join(lines)
 
 
-def log_pipeline_outputs(run: PipelineRun, outputs: PipelineOutputs) -> dict[str, Any]:
+def log_pipeline_outputs(run: PipelineRun, outputs: RunLayout) -> dict[str, Any]:
     """Log metrics, curves and artifacts of a completed pipeline; returns a summary.
 
     Raises FileNotFoundError when the evaluation's ``metrics.json`` is missing: a run
     without results must not be marked successful.
     """
     summary: dict[str, Any] = {"training_points": {}, "skipped_stages": []}
-    metrics_path = Path(outputs.evaluation_dir) / "metrics.json"
+    metrics_path = outputs.metrics_json
     report = read_json(metrics_path)
     if report is None:
         raise FileNotFoundError(f"{metrics_path}: the evaluation results are missing")
     summary["metrics"] = run.log_evaluation(report)
     table = format_dim_table(report)
     summary["table"] = table
-    run.log_artifact_path(outputs.evaluation_dir, "evaluation")
+    run.log_artifact_path(outputs.evaluation, "evaluation")
     run.log_text(table + "\n", "evaluation/table.md")
 
-    for stage, path in outputs.training.items():
+    for stage in TRAINING_STAGES:
+        path = outputs.history(stage)
         history = read_json(path)
         if history is None:
             continue
@@ -119,8 +97,7 @@ def log_pipeline_outputs(run: PipelineRun, outputs: PipelineOutputs) -> dict[str
             summary["training_points"][stage] = run.log_training(stage, history)
         run.log_artifact_path(path, f"training/{stage}")
 
-    run.log_artifact_path(outputs.validation_dir, "validation")
-    embeddings = Path(outputs.embeddings_dir)
-    run.log_artifact_path(embeddings / "validation", "validation/embeddings")
-    run.log_artifact_path(embeddings / "meta.json", "embeddings")
+    run.log_artifact_path(outputs.validation, "validation")
+    run.log_artifact_path(outputs.embeddings_validation, "validation/embeddings")
+    run.log_artifact_path(outputs.embeddings_meta, "embeddings")
     return summary

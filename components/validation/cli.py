@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.layout import RunLayout
+
 DEFAULT_PARAMS = "params.yaml"
-DEFAULT_OUT_ROOT = Path("runs") / "validation"
+DEFAULT_OUT_ROOT = RunLayout().validation
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

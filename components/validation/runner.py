@@ -16,6 +16,7 @@ import numpy as np
 
 from components.atomic import staged_directory
 from components.data import DataFormatError, RetrievalDataset, load_dataset
+from components.layout import SUMMARY_FILE
 from components.validation.artifacts import write_json
 from components.validation.config import ValidationConfig
 from components.validation.frames import ROW
@@ -224,7 +225,7 @@ def _run(
     with staged_directory(Path(artifacts_dir)) as stage:
         results = _run_gx(specs, config, stage)
         report = _report(subject, results, config, artifacts_dir, start)
-        (stage / "summary.txt").write_text(report.summary() + "\n", encoding="utf-8")
+        (stage / SUMMARY_FILE).write_text(report.summary() + "\n", encoding="utf-8")
         write_json(stage / "report.json", report.to_dict())
     return report
 

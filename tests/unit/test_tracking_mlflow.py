@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from components.layout import RunLayout
 from components.tracking import (
     DATASET_FINGERPRINT_TAG,
     FAILURE_MESSAGE_TAG,
     FAILURE_STAGE_TAG,
-    PipelineOutputs,
-    PipelineRun,
+        PipelineRun,
     log_pipeline_outputs,
 )
 
@@ -39,9 +39,9 @@ def _params(experiment: str | None = None) -> dict:
     }
 
 
-def _write_outputs(root: Path, skipped_finetune: bool = False) -> PipelineOutputs:
-    outputs = PipelineOutputs().under(root)
-    evaluation = outputs.evaluation_dir
+def _write_outputs(root: Path, skipped_finetune: bool = False) -> RunLayout:
+    outputs = RunLayout().under(root)
+    evaluation = outputs.evaluation
     evaluation.mkdir(parents=True)
     report = {
         "metrics": {
@@ -53,14 +53,14 @@ def _write_outputs(root: Path, skipped_finetune: bool = False) -> PipelineOutput
     (evaluation / "metrics.json").write_text(json.dumps(report))
     (evaluation / "metrics.csv").write_text("method,dim,ndcg_at_10\nbase,4,0.3\n")
     (evaluation / "ndcg_vs_dim.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    validation = outputs.validation_dir
+    validation = outputs.validation
     (validation / "gx_results").mkdir(parents=True)
     (validation / "summary.txt").write_text("Data validation passed\n")
     (validation / "gx_results" / "corpus.json").write_text("{}")
-    (outputs.embeddings_dir / "validation").mkdir(parents=True)
-    (outputs.embeddings_dir / "validation" / "summary.txt").write_text("ok\n")
-    (outputs.embeddings_dir / "meta.json").write_text('{"provider": "local"}')
-    pre = outputs.training["pretrain"]
+    (outputs.embeddings / "validation").mkdir(parents=True)
+    (outputs.embeddings / "validation" / "summary.txt").write_text("ok\n")
+    (outputs.embeddings / "meta.json").write_text('{"provider": "local"}')
+    pre = outputs.history("pretrain")
     pre.parent.mkdir(parents=True)
     pre.write_text(
         json.dumps(
@@ -83,7 +83,7 @@ def _write_outputs(root: Path, skipped_finetune: bool = False) -> PipelineOutput
             }
         )
     )
-    fine = outputs.training["finetune"]
+    fine = outputs.history("finetune")
     fine.parent.mkdir(parents=True)
     fine.write_text(
         json.dumps(
@@ -164,7 +164,7 @@ def test_failed_run_is_marked_failed_with_reason(tmp_path: Path) -> None:
 def test_missing_results_raise(tmp_path: Path) -> None:
     run = PipelineRun.start(root=tmp_path, params=_params())
     with pytest.raises(FileNotFoundError, match="metrics.json"):
-        log_pipeline_outputs(run, PipelineOutputs().under(tmp_path))
+        log_pipeline_outputs(run, RunLayout().under(tmp_path))
     run.fail("no results", stage="evaluate")
     assert run.status == "FAILED"
 
