@@ -69,10 +69,10 @@ def stage_figures(prefix: str, result: TrainingResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for stage in (result.unsupervised, result.supervised):
         if stage is not None:
-            out[f"{prefix}_{stage.stage}_seconds"] = stage.seconds
-            out[f"{prefix}_{stage.stage}_iterations"] = stage.iterations
-            out[f"{prefix}_{stage.stage}_best_iteration"] = stage.best_iteration
-            out[f"{prefix}_{stage.stage}_it_per_s"] = stage.iterations_per_second
+            out[f"{prefix}_{stage.phase}_seconds"] = stage.seconds
+            out[f"{prefix}_{stage.phase}_iterations"] = stage.iterations
+            out[f"{prefix}_{stage.phase}_best_iteration"] = stage.best_iteration
+            out[f"{prefix}_{stage.phase}_it_per_s"] = stage.iterations_per_second
     return out
 
 

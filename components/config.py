@@ -109,8 +109,8 @@ def default_prefix_dims(dim: int, smallest: int = 16) -> tuple[int, ...]:
     return tuple(dims)
 
 
-class StageConfig(FrozenModel):
-    """Optimisation settings of one training stage.
+class OptimConfig(FrozenModel):
+    """Optimisation settings of one training phase (stage 1 or stage 2 of the adaptor).
 
     Attributes:
         learning_rate: Adam learning rate.
@@ -118,6 +118,8 @@ class StageConfig(FrozenModel):
         max_iterations: hard cap on optimiser steps.
         patience: stop after this many iterations without a held-out improvement.
         eval_every: iterations between held-out evaluations.
+        weight_decay: Adam's L2 penalty on the adaptor's weights (0 = none; the residual is
+            already kept small by Eq. 3).
     """
 
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -146,8 +148,8 @@ class TrainConfig(FrozenModel):
         device: ``auto`` picks CUDA when present, else CPU.
     """
 
-    unsupervised: StageConfig = StageConfig()
-    supervised: StageConfig = StageConfig()
+    unsupervised: OptimConfig = OptimConfig()
+    supervised: OptimConfig = OptimConfig()
     pool_size: int = Field(default=50_000, ge=10)
     corpus_holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
     query_holdout_fraction: float = Field(default=0.15, gt=0, lt=1)
@@ -168,7 +170,8 @@ class EvaluationConfig(FrozenModel):
     """Evaluation grid and metrics cut-offs.
 
     Attributes:
-        dims: sizes m reported in the table; ``None`` means the training prefix sizes.
+        dims: sizes m reported in the table; ``None`` means powers of two from 16 below d,
+            then d (:func:`default_prefix_dims`), the default training sizes too.
         ndcg_k / recall_k / mrr_k: cut-offs of nDCG, Recall and MRR.
         recommend_fraction: the recommended dimension is the smallest m whose nDCG@10 is at
             least this fraction of the base embeddings' full-d nDCG@10.

@@ -1,7 +1,10 @@
 """Two-stage Matryoshka-Adaptor training with early stopping on held-out data.
 
-Stage 1 (unsupervised, Eq. 4) learns from corpus embeddings alone and stops on the Eq. 4 loss
-of a held-out share of the corpus. Stage 2 (supervised, Eq. 6) continues from stage 1's best
+Stage 1 (unsupervised, Eq. 4; the pipeline's ``pretrain`` stage) learns from corpus
+embeddings alone and stops on a held-out share of the corpus, by default on
+``neighbour_ndcg`` (do the adapted, truncated vectors find each held-out document's full-d
+neighbours?), or on the Eq. 4 loss with ``unsupervised_stopping: heldout_loss``. Stage 2
+(the ``finetune`` stage) (supervised, Eq. 6) continues from stage 1's best
 weights with a fresh Adam, adds the ranking loss (Eq. 5) on training queries, and stops on
 nDCG@10 (mean over the prefix sizes) of held-out *training* queries. Test labels are never
 seen here. Both stages keep the best checkpoint, are seeded, use CUDA when present, and
@@ -28,7 +31,7 @@ import pandas as pd
 import torch
 
 from components.adaptor import MatryoshkaAdaptor, check_embeddings, fit_rotation
-from components.config import MethodConfig, StageConfig
+from components.config import MethodConfig, OptimConfig
 from components.losses import (
     LossTerms,
     pairwise_loss,
@@ -44,10 +47,11 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class StageResult:
-    """What one stage did: the held-out curve, the per-step losses and the best step."""
+class OptimResult:
+    """What one optimisation phase (stage 1 ``unsupervised`` or stage 2 ``supervised``) did:
+    the held-out curve, the per-step losses and the best step."""
 
-    stage: str
+    phase: str
     best_iteration: int
     best_score: float
     score_name: str
@@ -63,7 +67,7 @@ class StageResult:
 
     def summary(self) -> dict[str, float | int | str | bool]:
         return {
-            "stage": self.stage,
+            "phase": self.phase,
             "best_iteration": self.best_iteration,
             "best_score": self.best_score,
             "score_name": self.score_name,
@@ -172,15 +176,15 @@ def train_step(
     return terms
 
 
-def _run_stage(
-    stage: str,
+def _optimise(
+    phase: str,
     adaptor: MatryoshkaAdaptor,
-    settings: StageConfig,
+    settings: OptimConfig,
     compute_loss: Callable[[], LossTerms],
     evaluate: Callable[[], float],
     higher_is_better: bool,
     score_name: str,
-) -> StageResult:
+) -> OptimResult:
     """The loop shared by both stages: Adam, periodic held-out score, patience, best copy."""
     optimizer = torch.optim.Adam(
         adaptor.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
@@ -208,8 +212,8 @@ def _run_stage(
     seconds = time.perf_counter() - start
     adaptor.load_state_dict(best_state)
     adaptor.eval()
-    result = StageResult(
-        stage=stage,
+    result = OptimResult(
+        phase=phase,
         best_iteration=best_iteration,
         best_score=best_score,
         score_name=score_name,
@@ -221,7 +225,7 @@ def _run_stage(
     )
     logger.info(
         "%s stage: %d iterations in %.1f s (%.0f it/s), best %s=%.5f at %d",
-        stage,
+        phase,
         iteration,
         seconds,
         result.iterations_per_second,
@@ -242,7 +246,7 @@ def train_unsupervised(
     corpus: torch.Tensor | np.ndarray,
     config: MethodConfig,
     adaptor: MatryoshkaAdaptor | None = None,
-) -> tuple[MatryoshkaAdaptor, StageResult]:
+) -> tuple[MatryoshkaAdaptor, OptimResult]:
     """Stage 1: minimise Eq. 4 on the corpus; early-stop on a held-out share of it.
 
     Args:
@@ -306,7 +310,7 @@ def train_unsupervised(
         def evaluate() -> float:
             return mean_ndcg_over_prefixes(adaptor, probes, fit_pool, relevance, dims)
 
-    result = _run_stage(
+    result = _optimise(
         "unsupervised",
         adaptor,
         train.unsupervised,
@@ -379,7 +383,7 @@ def train_supervised(
     train_qrels: pd.DataFrame,
     config: MethodConfig,
     adaptor: MatryoshkaAdaptor,
-) -> tuple[MatryoshkaAdaptor, StageResult]:
+) -> tuple[MatryoshkaAdaptor, OptimResult]:
     """Stage 2: minimise Eq. 6 from ``adaptor``'s weights (normally stage 1's best).
 
     The unsupervised terms draw from a pool of corpus and fitting-query embeddings; the
@@ -473,7 +477,7 @@ def train_supervised(
             adaptor, held.embeddings.to(device), corpus_device, held_relevance, dims
         )
 
-    result = _run_stage(
+    result = _optimise(
         "supervised",
         adaptor,
         settings,
@@ -490,9 +494,9 @@ class TrainingResult:
     """Both stages' adaptors and results (``supervised*`` is None without labels)."""
 
     unsupervised_adaptor: MatryoshkaAdaptor
-    unsupervised: StageResult
+    unsupervised: OptimResult
     supervised_adaptor: MatryoshkaAdaptor | None = None
-    supervised: StageResult | None = None
+    supervised: OptimResult | None = None
 
 
 def train_adaptor(

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from components.registry.client import alias_version, registry_session, require_version
 from components.registry.config import CHALLENGER, CHAMPION, RegistryConfig
@@ -53,7 +53,10 @@ DRY_RUN_TAG = "gate_dry_run"
 EXIT_OK, EXIT_REJECTED = 0, 1
 
 
-@dataclass(frozen=True)
+PromotionAction = Literal["promoted", "rejected", "dry_run", "disabled", "noop", "rolled_back"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class PromotionOutcome:
     """What the gate (or a rollback) did.
 
@@ -66,7 +69,7 @@ class PromotionOutcome:
         report: the review report written for the version.
     """
 
-    action: str
+    action: PromotionAction
     model_name: str
     version: str | None
     champion_before: str | None
@@ -181,11 +184,11 @@ def promote(
         if config.run_mode == "disabled":
             log.info("promotion gate disabled (registry.run_mode=disabled): nothing done")
             return PromotionOutcome(
-                "disabled",
-                model_name,
-                None,
-                champion_before,
-                champion_before,
+                action="disabled",
+                model_name=model_name,
+                version=None,
+                champion_before=champion_before,
+                champion_after=champion_before,
                 message="registry.run_mode is disabled",
             )
         if version is None:
@@ -202,7 +205,12 @@ def promote(
             message = f"v{candidate} already is @{CHAMPION}: nothing to gate"
             log.info(message)
             return PromotionOutcome(
-                "noop", model_name, candidate, champion_before, champion_before, message=message
+                action="noop",
+                model_name=model_name,
+                version=candidate,
+                champion_before=champion_before,
+                champion_after=champion_before,
+                message=message,
             )
         decision, table, meta = evaluate_candidates(
             client, model_name, candidate, champion_before, data, config, evaluation
@@ -232,14 +240,14 @@ def promote(
                 model_name, candidate, DRY_RUN_TAG, "passed" if decision.passed else "failed"
             )
             return PromotionOutcome(
-                "dry_run",
-                model_name,
-                candidate,
-                champion_before,
-                champion_before,
-                decision,
-                report,
-                f"dry run: {decision.summary()}",
+                action="dry_run",
+                model_name=model_name,
+                version=candidate,
+                champion_before=champion_before,
+                champion_after=champion_before,
+                decision=decision,
+                report=report,
+                message=f"dry run: {decision.summary()}",
             )
         if decision.passed:
             _set_champion(client, model_name, candidate, champion_before, reason="gate passed")
@@ -253,26 +261,26 @@ def promote(
                 ),
             )
             return PromotionOutcome(
-                "promoted",
-                model_name,
-                candidate,
-                champion_before,
-                candidate,
-                decision,
-                report,
-                decision.summary(),
+                action="promoted",
+                model_name=model_name,
+                version=candidate,
+                champion_before=champion_before,
+                champion_after=candidate,
+                decision=decision,
+                report=report,
+                message=decision.summary(),
             )
         client.set_model_version_tag(model_name, candidate, VALIDATION_STATUS, FAILED)
         client.update_model_version(model_name, candidate, description=decision.summary())
         return PromotionOutcome(
-            "rejected",
-            model_name,
-            candidate,
-            champion_before,
-            champion_before,
-            decision,
-            report,
-            decision.summary(),
+            action="rejected",
+            model_name=model_name,
+            version=candidate,
+            champion_before=champion_before,
+            champion_after=champion_before,
+            decision=decision,
+            report=report,
+            message=decision.summary(),
         )
 
 
@@ -337,11 +345,11 @@ def rollback(
         target_version = str(target.version)
         if target_version == before:
             return PromotionOutcome(
-                "noop",
-                model_name,
-                target_version,
-                before,
-                before,
+                action="noop",
+                model_name=model_name,
+                version=target_version,
+                champion_before=before,
+                champion_after=before,
                 message=f"v{target_version} already is @{CHAMPION}",
             )
         if target.tags.get(VALIDATION_STATUS) == FAILED and not force:
@@ -360,11 +368,11 @@ def rollback(
         if before is not None:
             client.set_model_version_tag(model_name, before, "rolled_back_at", _now())
         return PromotionOutcome(
-            "rolled_back",
-            model_name,
-            target_version,
-            before,
-            target_version,
+            action="rolled_back",
+            model_name=model_name,
+            version=target_version,
+            champion_before=before,
+            champion_after=target_version,
             message=f"@{CHAMPION}: v{before} → v{target_version}",
         )
 

@@ -20,7 +20,7 @@ from components.params import PipelineParams
 from components.stages.common import StageError, load_stage_embeddings, write_json
 
 if TYPE_CHECKING:
-    from components.training import StageResult
+    from components.training import OptimResult
 
 log = logging.getLogger("components.stages.pretrain")
 
@@ -40,7 +40,7 @@ class TrainingOutput:
     out_dir: Path
     history_path: Path
     adaptor_dir: Path | None
-    result: StageResult | None
+    result: OptimResult | None
     metadata: dict[str, Any]
 
     @property
@@ -49,7 +49,7 @@ class TrainingOutput:
 
 
 def adaptor_metadata(
-    meta: dict[str, Any], method: MethodConfig, dim: int, stage: str, result: StageResult
+    meta: dict[str, Any], method: MethodConfig, dim: int, stage: str, result: OptimResult
 ) -> dict[str, Any]:
     """The provenance saved next to an adaptor's weights.
 
@@ -76,7 +76,7 @@ def adaptor_metadata(
     }
 
 
-def history_payload(stage: str, result: StageResult, metadata: dict[str, Any]) -> dict[str, Any]:
+def history_payload(stage: str, result: OptimResult, metadata: dict[str, Any]) -> dict[str, Any]:
     return {
         "stage": stage,
         "skipped": False,
@@ -88,7 +88,7 @@ def history_payload(stage: str, result: StageResult, metadata: dict[str, Any]) -
 
 
 def published(
-    stage: str, out: Path, result: StageResult, metadata: dict[str, Any]
+    stage: str, out: Path, result: OptimResult, metadata: dict[str, Any]
 ) -> TrainingOutput:
     """Log a finished training stage and describe its published output."""
     log.info(

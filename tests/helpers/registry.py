@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from components.adaptor import save_adaptor
-from components.config import AdaptorConfig, LossConfig, MethodConfig, StageConfig, TrainConfig
+from components.config import AdaptorConfig, LossConfig, MethodConfig, OptimConfig, TrainConfig
 from components.registry.evaluation_set import EvaluationSet
 from components.training import train_adaptor
 
@@ -82,7 +82,7 @@ def planted(seed: int = 0, noise: float = 0.6) -> Planted:
 
 
 def method_config(iterations: int) -> MethodConfig:
-    stage = StageConfig(
+    stage = OptimConfig(
         learning_rate=3e-3,
         batch_size=64,
         max_iterations=iterations,
@@ -93,7 +93,7 @@ def method_config(iterations: int) -> MethodConfig:
         adaptor=AdaptorConfig(use_rotation=True),
         loss=LossConfig(prefix_dims=TRAINED_DIMS, top_k=5, gamma=5.0),
         train=TrainConfig(
-            unsupervised=StageConfig(max_iterations=1, eval_every=1, patience=1),
+            unsupervised=OptimConfig(max_iterations=1, eval_every=1, patience=1),
             supervised=stage,
             device="cpu",
         ),

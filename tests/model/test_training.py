@@ -13,7 +13,7 @@ from components.config import (
     EvaluationConfig,
     LossConfig,
     MethodConfig,
-    StageConfig,
+    OptimConfig,
     TrainConfig,
 )
 from components.evaluation import evaluate_methods
@@ -40,7 +40,7 @@ def planted(n_docs: int = 300, n_queries: int = 60, seed: int = 0):
 
 
 def fast_config(use_rotation: bool = False, seed: int = 0, device: str = "cpu") -> MethodConfig:
-    stage = StageConfig(
+    stage = OptimConfig(
         learning_rate=3e-3, batch_size=64, max_iterations=300, patience=300, eval_every=25
     )
     return MethodConfig(
@@ -114,7 +114,7 @@ def test_heldout_loss_stopping_keeps_the_lowest_loss() -> None:
 
 def test_early_stopping_stops_after_patience() -> None:
     docs, *_ = planted(n_docs=150)
-    stage = StageConfig(
+    stage = OptimConfig(
         learning_rate=1e-9, batch_size=32, max_iterations=2000, patience=40, eval_every=20
     )
     config = fast_config().model_copy(update={"train": TrainConfig(unsupervised=stage)})
