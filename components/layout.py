@@ -102,6 +102,10 @@ class RunLayout(BaseModel):
     def metrics_json(self) -> Path:
         return self.evaluation / METRICS_FILE
 
+    def review(self, version: int | str) -> Path:
+        """Where ``matryoshka review-report`` writes a version's report (not a DVC output)."""
+        return self.root / "review" / f"v{version}"
+
     def dvc_outs(self) -> list[Path]:
         """Every path ``dvc.yaml`` declares as an output, in stage order."""
         return [

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.layout import DEFAULT_LAYOUT
+
 EXIT_ERROR = 2
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,13 @@ def _root(args: argparse.Namespace) -> Path:
     return Path(args.params).resolve().parent
 
 
+def _where(args: argparse.Namespace) -> dict[str, Any]:
+    """The command-line choices of store, model and evaluation set (None: the params')."""
+    names = ("model_name", "tracking_uri", "embeddings_dir", "dataset", "split")
+    found = {name: getattr(args, name, None) for name in names}
+    return {("dataset_dir" if k == "dataset" else k): v for k, v in found.items() if k in args}
+
+
 def run_promote(args: argparse.Namespace) -> int:
     """Handler of ``promote``."""
     from components.params import ParamsError
@@ -144,11 +153,7 @@ def run_promote(args: argparse.Namespace) -> int:
             version=args.version,
             report_dir=args.report_dir,
             run_mode=args.run_mode,
-            model_name=args.model_name,
-            tracking_uri=args.tracking_uri,
-            embeddings_dir=args.embeddings_dir,
-            dataset_dir=args.dataset,
-            split=args.split,
+            **_where(args),
         )
     except (LookupError, ValueError, FileNotFoundError, ParamsError) as exc:
         print(f"promote: {exc}", file=sys.stderr)
@@ -166,9 +171,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     from components.registry.wiring import registry_settings
 
     try:
-        settings = registry_settings(
-            _params(args), _root(args), model_name=args.model_name, tracking_uri=args.tracking_uri
-        )
+        settings = registry_settings(_params(args), _root(args), **_where(args))
         outcome = rollback(
             settings.model_name, args.version, tracking_uri=settings.tracking_uri, force=args.force
         )
@@ -184,7 +187,7 @@ def run_review_report(args: argparse.Namespace) -> int:
     from components.params import ParamsError
     from components.registry.wiring import review_from_params
 
-    out = args.out or Path("runs/review") / f"v{args.version}"
+    out = args.out or DEFAULT_LAYOUT.review(args.version)
     try:
         review_from_params(
             _params(args),
@@ -192,11 +195,7 @@ def run_review_report(args: argparse.Namespace) -> int:
             args.version,
             out_dir=out,
             attach=not args.no_attach,
-            model_name=args.model_name,
-            tracking_uri=args.tracking_uri,
-            embeddings_dir=args.embeddings_dir,
-            dataset_dir=args.dataset,
-            split=args.split,
+            **_where(args),
         )
     except (LookupError, ValueError, FileNotFoundError, ParamsError) as exc:
         print(f"review-report: {exc}", file=sys.stderr)
