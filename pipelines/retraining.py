@@ -268,6 +268,8 @@ def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
     root = Path(workspace)
     logger.info("stage %s started (cmd: %s)", stage.name, stage.cmd)
     started = time.perf_counter()
+    if run.restore_stage(root, stage.name) is not None:
+        return _finished(stage, root, "cached", time.perf_counter() - started, logger)
     lines: list[str] = []
     command = [_tool("dvc"), "repro", "--single-item", stage.name]
     for line in run.stage_output(
@@ -286,14 +288,21 @@ def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
             stage.name, f"stage '{stage.name}' failed (exit {exit_code}):\n{report}", exit_code
         )
     cached = any(marker in line for line in lines for marker in _DVC_SKIP_MARKERS)
-    result = {"stage": stage.name, "status": "cached" if cached else "ran", "seconds": seconds}
+    return _finished(stage, root, "cached" if cached else "ran", seconds, logger)
+
+
+def _finished(stage: StageSpec, root: Path, status: str, seconds: float, logger: Any) -> Any:
+    """The task's result: a state named ``Skipped`` (the stage skipped itself) or
+    ``Cached`` (restored from DVC's cache), else a plain result."""
+    seconds = round(seconds, 2)
+    result = {"stage": stage.name, "status": status, "seconds": seconds}
     reason = _skip_reason(stage, root)
     if reason is not None:
         result["status"] = "skipped"
         result["reason"] = reason
         logger.warning("stage %s skipped: %s", stage.name, reason)
         return Completed(name="Skipped", message=reason, data=result)
-    if cached:
+    if status == "cached":
         logger.info("stage %s unchanged: restored from the DVC cache (%.1f s)", stage.name, seconds)
         return Completed(name="Cached", message="unchanged (DVC cache)", data=result)
     logger.info("stage %s finished in %.1f s", stage.name, seconds)

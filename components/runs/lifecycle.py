@@ -38,6 +38,7 @@ from components.runs.record import (
     RunsLayout,
     now_iso,
 )
+from components.runs.restore import StageRestorer
 from components.runs.sentinel import start_sentinel
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ActiveRun:
     record: RunRecord
     #: Exit code of the last :meth:`stage_output` command that ran to its end.
     last_returncode: int | None = None
+    _restorer: StageRestorer | None = None
 
     @property
     def run_id(self) -> str:
@@ -124,6 +126,18 @@ class ActiveRun:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+
+    def restore_stage(self, workspace: Path, name: str) -> str | None:
+        """Restore stage ``name`` from DVC's cache in this process when nothing changed
+        (``unchanged`` / ``cached``); ``None``: it has to run (see :mod:`.restore`)."""
+        if self._restorer is None:
+            self._restorer = StageRestorer(workspace)
+        return self._restorer.restore(name)
+
+    def close(self) -> None:
+        if self._restorer is not None:
+            self._restorer.close()
+            self._restorer = None
 
     def end_children(self) -> None:
         """End every stage process group still running (used on failure)."""
@@ -191,6 +205,7 @@ def open_run(
     else:
         record.update(status=FINISHED, finished_at=now_iso(), message=None)
     finally:
+        run.close()
         _ACTIVE.pop(run.run_id, None)
         heartbeat.stopping.set()
         owner.release()

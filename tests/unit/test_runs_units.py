@@ -288,3 +288,43 @@ def test_a_failed_run_cannot_be_applied(project: Path) -> None:
     with pytest.raises(ApplyError, match="is failed: only a finished run"):
         apply_run(layout, run.run_id, [])
     assert json.loads((run.record.directory / "run.json").read_text())["status"] == FAILED
+
+
+# --- restoring unchanged stages in-process ------------------------------------------------
+def _pipeline(root: Path, value: str) -> None:
+    (root / "params.yaml").write_text(f"value: {value}\n")
+    (root / "in.txt").write_text("input\n")
+    (root / "dvc.yaml").write_text(
+        "stages:\n"
+        "  first:\n    cmd: cat in.txt > mid.txt && echo ${value} >> mid.txt\n"
+        "    deps: [in.txt]\n    params: [value]\n    outs: [mid.txt]\n"
+        "  second:\n    cmd: wc -c mid.txt > out.txt\n    deps: [mid.txt]\n    outs: [out.txt]\n"
+    )
+
+
+def test_unchanged_stages_are_restored_in_process_like_dvc_repro(tmp_path: Path) -> None:
+    from components.runs.restore import StageRestorer
+
+    project = tmp_path / "project"
+    project.mkdir()
+    _pipeline(project, "a")
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=project, check=True)
+    subprocess.run([DVC, "repro", "-q"], cwd=project, check=True)  # fills the run-cache
+    expected_lock = (project / "dvc.lock").read_text()
+
+    ws = create_workspace(project, tmp_path / "ws", outputs=["mid.txt", "out.txt"])
+    assert not (ws.root / "out.txt").exists()
+    (ws.root / "dvc.lock").unlink()
+    with StageRestorer(ws.root) as restorer:
+        assert restorer.restore("first") == "cached"
+        assert restorer.restore("second") == "cached"
+        assert restorer.restore("second") == "unchanged"
+    assert (ws.root / "out.txt").read_text() == (project / "out.txt").read_text()
+    assert (ws.root / "dvc.lock").read_text() == expected_lock  # what `dvc repro` wrote
+
+    changed = create_workspace(
+        project, tmp_path / "ws2", overrides={"value": "b"}, outputs=["mid.txt", "out.txt"]
+    )
+    with StageRestorer(changed.root) as restorer:
+        assert restorer.restore("first") is None  # never run in-process: it has to run
+    assert not (changed.root / "mid.txt").exists()
