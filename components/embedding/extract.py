@@ -204,7 +204,7 @@ def _token_tools(
     config: EmbeddingConfig, identity: ProviderIdentity
 ) -> tuple[Callable[[str], int], Callable[[str, int], list[tuple[int, int]]] | None, int | None]:
     """(estimate, spans, max tokens per unit) for planning, without loading any model."""
-    if identity.provider != "local":
+    if identity.spec.estimates_tokens_from_bytes:
         return byte_estimator(config.chars_per_token), None, identity.max_input_tokens
     if config.overlong == "truncate" or identity.max_input_tokens is None:
         # The model truncates to max_seq_length itself; its identity includes that limit.
@@ -226,7 +226,7 @@ def _prepare(
 ) -> _Prepared:
     prefix = config.prefix(kind)
     sent = [prefix + t for t in texts] if prefix else list(texts)
-    if identity.provider != "local":
+    if identity.spec.sends_empty_as_space:
         # APIs reject empty inputs; a single space embeds "nothing" deterministically.
         sent = [s if s.strip() else " " for s in sent]
     estimate, spans, max_tokens = _token_tools(config, identity)
@@ -236,7 +236,7 @@ def _prepare(
     keys = keys_array([text_key(u) for u in plan.units])
     sizes = (
         [estimate(u) for u in plan.units]
-        if identity.provider != "local"
+        if identity.spec.estimates_tokens_from_bytes
         else [len(u) for u in plan.units]
     )
     return _Prepared(plan.units, plan.owners, keys, sizes, plan.truncated, plan.split)
@@ -397,7 +397,7 @@ class _BatchRunner:
 
 def _model_dimension(provider: EmbeddingProvider) -> ExpectedDimension | None:
     """The loaded local model's own output size (API providers know theirs from the config)."""
-    if provider.identity.provider != "local" or not provider.dimensions:
+    if not provider.identity.spec.reads_model_directory or not provider.dimensions:
         return None
     return ExpectedDimension(int(provider.dimensions), "the local model's output size")
 
@@ -412,11 +412,12 @@ def _plan_jobs(
     """Length-sorted batches of the missing units, within the provider's limits."""
     # Longest first, like SentenceTransformer.encode: similar lengths share a batch.
     order = sorted(missing.tolist(), key=lambda i: -len(prepared.units[i]))
-    api = identity.provider != "local"
     batches = make_batches(
         [prepared.sizes[i] for i in order],
         max_items=min(config.batch_size, identity.max_batch_size),
-        max_tokens=config.effective_max_batch_tokens() if api else None,
+        max_tokens=config.effective_max_batch_tokens()
+        if identity.spec.limits_batch_tokens
+        else None,
     )
     jobs = []
     for number, batch in enumerate(batches, start=1):
@@ -479,7 +480,7 @@ def embed_shard(
         if len(missing) == 0:
             break
         jobs = _plan_jobs(prepared, missing, config, identity, shard)
-        if identity.provider == "local" or config.max_concurrency == 1:
+        if not identity.spec.runs_batches_concurrently or config.max_concurrency == 1:
             _run_sequentially(runner, jobs)
         else:
             _run_concurrently(runner, jobs, config.max_concurrency)
