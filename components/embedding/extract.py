@@ -434,7 +434,12 @@ def _plan_jobs(
 
 
 def embed_shard(
-    texts: Sequence[str], shard: Shard, config: EmbeddingConfig, *, progress: Progress | None = None
+    texts: Sequence[str],
+    shard: Shard,
+    config: EmbeddingConfig,
+    *,
+    progress: Progress | None = None,
+    identity: ProviderIdentity | None = None,
 ) -> ShardReport:
     """Embed the texts of one shard that are not cached yet, writing them to the cache.
 
@@ -446,12 +451,13 @@ def embed_shard(
         shard: from :func:`plan_shards`.
         config: embedding settings.
         progress: optional shared progress counter.
+        identity: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         EmbeddingError: a batch failed for good; batches finished before stay cached.
     """
     started = time.monotonic()
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, shard.kind, identity)
     cache.refresh()
     prepared = _prepare(texts[shard.start : shard.stop], config, identity, shard.kind)
@@ -472,7 +478,7 @@ def embed_shard(
     )
     if len(missing) == 0:
         return ShardReport(**report, embedded=0, requests=0, seconds=time.monotonic() - started)
-    provider = get_provider(config)
+    provider = get_provider(config, identity)
     runner = _BatchRunner(config, provider, cache, shard.kind, progress)
     embedded = requests = 0
     for _ in range(MAX_ROUNDS):
@@ -548,14 +554,20 @@ def _run_concurrently(runner: _BatchRunner, jobs: list[_Job], max_concurrency: i
 
 # --- assembling -----------------------------------------------------------------------------
 def collect_embeddings(
-    texts: Sequence[str], config: EmbeddingConfig, *, kind: Kind = "document"
+    texts: Sequence[str],
+    config: EmbeddingConfig,
+    *,
+    kind: Kind = "document",
+    identity: ProviderIdentity | None = None,
 ) -> np.ndarray:
     """The ``[len(texts), d]`` float32 matrix, in input order, read from the cache.
+
+    ``identity``: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         KeyError: some texts are not cached yet (run :func:`embed_shard` on every shard).
     """
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, kind, identity)
     cache.refresh()
     prepared = _prepare(texts, config, identity, kind)
@@ -582,6 +594,7 @@ def embed_texts(
     *,
     kind: Kind = "document",
     desc: str | None = None,
+    identity: ProviderIdentity | None = None,
 ) -> np.ndarray:
     """Embed ``texts`` (through the cache) and return float32 ``[n, d]`` in input order.
 
@@ -590,6 +603,7 @@ def embed_texts(
         config: provider, model, limits, cache location.
         kind: ``document`` or ``query`` (task type / prefix where the provider uses one).
         desc: label for progress and logs (default: the kind).
+        identity: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         EmbeddingError: a batch failed for good (names provider, batch and cause); all
@@ -597,7 +611,7 @@ def embed_texts(
     """
     texts = list(texts)
     desc = desc or ("queries" if kind == "query" else "documents")
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, kind, identity)
     cache.refresh()
     prepared = _prepare(texts, config, identity, kind)
@@ -622,14 +636,14 @@ def embed_texts(
             identity.max_input_tokens,
         )
     if todo:
-        get_provider(config)  # load the model / client before the clock starts
+        get_provider(config, identity)  # load the model / client before the clock starts
         with Progress(
             todo, desc, mode=config.progress, interval_s=config.progress_interval_s
         ) as progress:
             for shard in plan_shards(len(texts), config, kind=kind):
-                embed_shard(texts, shard, config, progress=progress)
+                embed_shard(texts, shard, config, progress=progress, identity=identity)
         cache.compact(min_segments=COMPACT_MIN_SEGMENTS)
-    return collect_embeddings(texts, config, kind=kind)
+    return collect_embeddings(texts, config, kind=kind, identity=identity)
 
 
 def embed_dataset(
@@ -645,10 +659,14 @@ def embed_dataset(
         >>> embed_dataset(load_dataset("data/scifact"), EmbeddingConfig(),
         ...               "runs/embeddings")  # doctest: +SKIP
     """
-    identity = provider_identity(config)
+    identity = provider_identity(config)  # once: a local model's fingerprint reads its files
     started = datetime.now(UTC)
-    corpus = embed_texts(dataset.corpus_texts(), config, kind="document", desc="corpus")
-    queries = embed_texts(dataset.query_texts(), config, kind="query", desc="queries")
+    corpus = embed_texts(
+        dataset.corpus_texts(), config, kind="document", desc="corpus", identity=identity
+    )
+    queries = embed_texts(
+        dataset.query_texts(), config, kind="query", desc="queries", identity=identity
+    )
     if len(queries) == 0:
         queries = np.zeros((0, corpus.shape[1]), dtype=np.float32)
     meta = {

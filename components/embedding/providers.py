@@ -192,26 +192,34 @@ _REGISTRY: dict[EmbeddingConfig, EmbeddingProvider] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def get_provider(config: EmbeddingConfig) -> EmbeddingProvider:
+def get_provider(
+    config: EmbeddingConfig, identity: ProviderIdentity | None = None
+) -> EmbeddingProvider:
     """The provider for ``config``, built on first use and reused within the process.
 
     Shards of one run (and repeated runs in one process) share the loaded model / HTTP
     connection pool instead of paying the start-up again.
+
+    Args:
+        config: the embedding settings.
+        identity: ``provider_identity(config)`` when the caller has it already.
     """
     with _REGISTRY_LOCK:
         provider = _REGISTRY.get(config)
         if provider is None:
-            provider = create_provider(config)
+            provider = create_provider(config, identity)
             _REGISTRY[config] = provider
         return provider
 
 
-def create_provider(config: EmbeddingConfig) -> EmbeddingProvider:
+def create_provider(
+    config: EmbeddingConfig, identity: ProviderIdentity | None = None
+) -> EmbeddingProvider:
     """Build a new provider: imports the class named by the spec's ``factory`` (and, in its
     constructor, the heavy package it needs)."""
     module, _, name = config.spec.factory.partition(":")
     factory = getattr(importlib.import_module(module), name)
-    return factory(config, provider_identity(config))
+    return factory(config, identity or provider_identity(config))
 
 
 def close_providers() -> None:
