@@ -22,31 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ProviderName = Literal["local", "openai", "google"]
-Kind = Literal["document", "query"]
+from .specs import PROVIDERS, ProviderName, ProviderSpec, spec_for
 
-#: Most inputs one request may carry, per provider (OpenAI: 2048; Gemini batchEmbedContents: 100;
-#: the local model has no API limit, batch size only trades memory for speed).
-PROVIDER_MAX_BATCH_SIZE: dict[str, int] = {"local": 100_000, "openai": 2048, "google": 100}
-#: Default most tokens per input when ``max_input_tokens`` is not set (OpenAI text-embedding-3:
-#: 8191; Gemini embedding models: 2048; local: the model's own ``max_seq_length``).
-PROVIDER_DEFAULT_MAX_INPUT_TOKENS: dict[str, int | None] = {
-    "local": None,
-    "openai": 8191,
-    "google": 2048,
-}
-#: Default most tokens summed over one request (OpenAI: 300,000).
-PROVIDER_DEFAULT_MAX_BATCH_TOKENS: dict[str, int | None] = {
-    "local": None,
-    "openai": 300_000,
-    "google": None,
-}
-#: The environment variable read for the key when ``api_key_env`` is not set.
-PROVIDER_DEFAULT_KEY_ENV: dict[str, str | None] = {
-    "local": None,
-    "openai": "OPENAI_API_KEY",
-    "google": "GEMINI_API_KEY",
-}
+Kind = Literal["document", "query"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Something that looks like a secret itself rather than the name of a variable holding it.
@@ -133,14 +111,13 @@ class EmbeddingConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingConfig:
-        if self.provider in ("openai", "google") and not self.model:
-            example = (
-                "text-embedding-3-small" if self.provider == "openai" else "gemini-embedding-001"
-            )
+        spec = self.spec
+        if spec.requires_model and not self.model:
             raise ValueError(
-                f"embedding.model is required for provider '{self.provider}', e.g. model: {example}"
+                f"embedding.model is required for provider '{self.provider}', "
+                f"e.g. model: {spec.example_model}"
             )
-        limit = PROVIDER_MAX_BATCH_SIZE[self.provider]
+        limit = spec.max_batch_size
         if self.batch_size > limit:
             raise ValueError(
                 f"embedding.batch_size={self.batch_size} exceeds the "
@@ -155,10 +132,11 @@ class EmbeddingConfig(BaseModel):
                 "variable (e.g. OPENAI_API_KEY), not a key; never put keys in "
                 "params.yaml"
             )
-        if self.provider == "local" and self.api_key_env is not None:
+        if not spec.needs_key and self.api_key_env is not None:
+            keyed = "/".join(name for name, row in PROVIDERS.items() if row.needs_key)
             raise ValueError(
-                "embedding.api_key_env is set but provider 'local' needs no key; "
-                "remove it or choose provider openai/google"
+                f"embedding.api_key_env is set but provider '{self.provider}' needs no key; "
+                f"remove it or choose provider {keyed}"
             )
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError(
@@ -182,9 +160,14 @@ class EmbeddingConfig(BaseModel):
         return self
 
     # --- resolved values -------------------------------------------------------------------
+    @property
+    def spec(self) -> ProviderSpec:
+        """The provider's row of the provider table (:mod:`.specs`)."""
+        return spec_for(self.provider)
+
     def key_env(self) -> str | None:
-        """Name of the environment variable holding the API key (None for ``local``)."""
-        return self.api_key_env or PROVIDER_DEFAULT_KEY_ENV[self.provider]
+        """Name of the environment variable holding the API key (None: no key needed)."""
+        return self.api_key_env or self.spec.default_key_env
 
     def api_key(self) -> str | None:
         """The API key, read from the environment at call time (never stored)."""
@@ -195,11 +178,11 @@ class EmbeddingConfig(BaseModel):
         """``max_input_tokens`` or the provider default (None: the local model decides)."""
         if self.max_input_tokens is not None:
             return self.max_input_tokens
-        return PROVIDER_DEFAULT_MAX_INPUT_TOKENS[self.provider]
+        return self.spec.default_max_input_tokens
 
     def effective_max_batch_tokens(self) -> int | None:
         """``max_batch_tokens`` or the provider default, capped by ``tokens_per_minute``."""
-        value = self.max_batch_tokens or PROVIDER_DEFAULT_MAX_BATCH_TOKENS[self.provider]
+        value = self.max_batch_tokens or self.spec.default_max_batch_tokens
         if self.tokens_per_minute is not None:
             cap = int(self.tokens_per_minute)
             value = cap if value is None else min(value, cap)

@@ -5,9 +5,9 @@ the reference that every correct batch is then measured against. The expected di
 from, in order:
 
 1. ``embedding.dimensions`` (the provider is asked for exactly that size);
-2. the provider's documented native size (:data:`DOCUMENTED_DIMENSIONS`, public endpoints
-   only: behind a ``base_url`` any model may answer to the name), or the loaded local model's
-   own output size;
+2. the provider's documented native size (``documented_dimensions`` of its row in
+   :mod:`.specs`, public endpoints only: behind a ``base_url`` any model may answer to the
+   name), or the loaded local model's own output size;
 3. a dimension verified earlier for the cache namespace (recorded by the cache);
 4. a quorum of this run's responses (:class:`DimensionQuorum`): the first dimension seen
    :data:`QUORUM` times, the vectors already in an unverified cache namespace counting as one
@@ -36,23 +36,6 @@ T = TypeVar("T")
 #: Responses that must agree before an unknown dimension is trusted.
 QUORUM = 2
 
-#: Native output sizes of hosted models, from the providers' documentation (used when
-#: ``dimensions`` is not set and the public endpoint is used).
-DOCUMENTED_DIMENSIONS: dict[str, dict[str, int]] = {
-    "openai": {
-        "text-embedding-3-small": 1536,
-        "text-embedding-3-large": 3072,
-        "text-embedding-ada-002": 1536,
-    },
-    "google": {
-        "gemini-embedding-001": 3072,
-        "text-embedding-004": 768,
-        "text-embedding-005": 768,
-        "text-multilingual-embedding-002": 768,
-        "embedding-001": 768,
-    },
-}
-
 
 @dataclass(frozen=True)
 class ExpectedDimension:
@@ -80,7 +63,7 @@ def configured_dimension(config: EmbeddingConfig, model: str) -> ExpectedDimensi
     if config.dimensions is not None:
         return ExpectedDimension(config.dimensions, "embedding.dimensions")
     if config.base_url is None:
-        documented = DOCUMENTED_DIMENSIONS.get(config.provider, {}).get(model)
+        documented = config.spec.documented_dimensions.get(model)
         if documented is not None:
             return ExpectedDimension(documented, f"the documented size of {model}")
     return None

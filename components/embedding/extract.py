@@ -204,7 +204,7 @@ def _token_tools(
     config: EmbeddingConfig, identity: ProviderIdentity
 ) -> tuple[Callable[[str], int], Callable[[str, int], list[tuple[int, int]]] | None, int | None]:
     """(estimate, spans, max tokens per unit) for planning, without loading any model."""
-    if identity.provider != "local":
+    if identity.spec.estimates_tokens_from_bytes:
         return byte_estimator(config.chars_per_token), None, identity.max_input_tokens
     if config.overlong == "truncate" or identity.max_input_tokens is None:
         # The model truncates to max_seq_length itself; its identity includes that limit.
@@ -226,7 +226,7 @@ def _prepare(
 ) -> _Prepared:
     prefix = config.prefix(kind)
     sent = [prefix + t for t in texts] if prefix else list(texts)
-    if identity.provider != "local":
+    if identity.spec.sends_empty_as_space:
         # APIs reject empty inputs; a single space embeds "nothing" deterministically.
         sent = [s if s.strip() else " " for s in sent]
     estimate, spans, max_tokens = _token_tools(config, identity)
@@ -236,7 +236,7 @@ def _prepare(
     keys = keys_array([text_key(u) for u in plan.units])
     sizes = (
         [estimate(u) for u in plan.units]
-        if identity.provider != "local"
+        if identity.spec.estimates_tokens_from_bytes
         else [len(u) for u in plan.units]
     )
     return _Prepared(plan.units, plan.owners, keys, sizes, plan.truncated, plan.split)
@@ -397,7 +397,7 @@ class _BatchRunner:
 
 def _model_dimension(provider: EmbeddingProvider) -> ExpectedDimension | None:
     """The loaded local model's own output size (API providers know theirs from the config)."""
-    if provider.identity.provider != "local" or not provider.dimensions:
+    if not provider.identity.spec.reads_model_directory or not provider.dimensions:
         return None
     return ExpectedDimension(int(provider.dimensions), "the local model's output size")
 
@@ -412,11 +412,12 @@ def _plan_jobs(
     """Length-sorted batches of the missing units, within the provider's limits."""
     # Longest first, like SentenceTransformer.encode: similar lengths share a batch.
     order = sorted(missing.tolist(), key=lambda i: -len(prepared.units[i]))
-    api = identity.provider != "local"
     batches = make_batches(
         [prepared.sizes[i] for i in order],
         max_items=min(config.batch_size, identity.max_batch_size),
-        max_tokens=config.effective_max_batch_tokens() if api else None,
+        max_tokens=config.effective_max_batch_tokens()
+        if identity.spec.limits_batch_tokens
+        else None,
     )
     jobs = []
     for number, batch in enumerate(batches, start=1):
@@ -433,7 +434,12 @@ def _plan_jobs(
 
 
 def embed_shard(
-    texts: Sequence[str], shard: Shard, config: EmbeddingConfig, *, progress: Progress | None = None
+    texts: Sequence[str],
+    shard: Shard,
+    config: EmbeddingConfig,
+    *,
+    progress: Progress | None = None,
+    identity: ProviderIdentity | None = None,
 ) -> ShardReport:
     """Embed the texts of one shard that are not cached yet, writing them to the cache.
 
@@ -445,12 +451,13 @@ def embed_shard(
         shard: from :func:`plan_shards`.
         config: embedding settings.
         progress: optional shared progress counter.
+        identity: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         EmbeddingError: a batch failed for good; batches finished before stay cached.
     """
     started = time.monotonic()
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, shard.kind, identity)
     cache.refresh()
     prepared = _prepare(texts[shard.start : shard.stop], config, identity, shard.kind)
@@ -471,7 +478,7 @@ def embed_shard(
     )
     if len(missing) == 0:
         return ShardReport(**report, embedded=0, requests=0, seconds=time.monotonic() - started)
-    provider = get_provider(config)
+    provider = get_provider(config, identity)
     runner = _BatchRunner(config, provider, cache, shard.kind, progress)
     embedded = requests = 0
     for _ in range(MAX_ROUNDS):
@@ -479,7 +486,7 @@ def embed_shard(
         if len(missing) == 0:
             break
         jobs = _plan_jobs(prepared, missing, config, identity, shard)
-        if identity.provider == "local" or config.max_concurrency == 1:
+        if not identity.spec.runs_batches_concurrently or config.max_concurrency == 1:
             _run_sequentially(runner, jobs)
         else:
             _run_concurrently(runner, jobs, config.max_concurrency)
@@ -547,14 +554,20 @@ def _run_concurrently(runner: _BatchRunner, jobs: list[_Job], max_concurrency: i
 
 # --- assembling -----------------------------------------------------------------------------
 def collect_embeddings(
-    texts: Sequence[str], config: EmbeddingConfig, *, kind: Kind = "document"
+    texts: Sequence[str],
+    config: EmbeddingConfig,
+    *,
+    kind: Kind = "document",
+    identity: ProviderIdentity | None = None,
 ) -> np.ndarray:
     """The ``[len(texts), d]`` float32 matrix, in input order, read from the cache.
+
+    ``identity``: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         KeyError: some texts are not cached yet (run :func:`embed_shard` on every shard).
     """
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, kind, identity)
     cache.refresh()
     prepared = _prepare(texts, config, identity, kind)
@@ -581,6 +594,7 @@ def embed_texts(
     *,
     kind: Kind = "document",
     desc: str | None = None,
+    identity: ProviderIdentity | None = None,
 ) -> np.ndarray:
     """Embed ``texts`` (through the cache) and return float32 ``[n, d]`` in input order.
 
@@ -589,6 +603,7 @@ def embed_texts(
         config: provider, model, limits, cache location.
         kind: ``document`` or ``query`` (task type / prefix where the provider uses one).
         desc: label for progress and logs (default: the kind).
+        identity: ``provider_identity(config)`` when the caller has it already.
 
     Raises:
         EmbeddingError: a batch failed for good (names provider, batch and cause); all
@@ -596,7 +611,7 @@ def embed_texts(
     """
     texts = list(texts)
     desc = desc or ("queries" if kind == "query" else "documents")
-    identity = provider_identity(config)
+    identity = identity or provider_identity(config)
     cache = open_cache(config, kind, identity)
     cache.refresh()
     prepared = _prepare(texts, config, identity, kind)
@@ -621,14 +636,14 @@ def embed_texts(
             identity.max_input_tokens,
         )
     if todo:
-        get_provider(config)  # load the model / client before the clock starts
+        get_provider(config, identity)  # load the model / client before the clock starts
         with Progress(
             todo, desc, mode=config.progress, interval_s=config.progress_interval_s
         ) as progress:
             for shard in plan_shards(len(texts), config, kind=kind):
-                embed_shard(texts, shard, config, progress=progress)
+                embed_shard(texts, shard, config, progress=progress, identity=identity)
         cache.compact(min_segments=COMPACT_MIN_SEGMENTS)
-    return collect_embeddings(texts, config, kind=kind)
+    return collect_embeddings(texts, config, kind=kind, identity=identity)
 
 
 def embed_dataset(
@@ -644,10 +659,14 @@ def embed_dataset(
         >>> embed_dataset(load_dataset("data/scifact"), EmbeddingConfig(),
         ...               "runs/embeddings")  # doctest: +SKIP
     """
-    identity = provider_identity(config)
+    identity = provider_identity(config)  # once: a local model's fingerprint reads its files
     started = datetime.now(UTC)
-    corpus = embed_texts(dataset.corpus_texts(), config, kind="document", desc="corpus")
-    queries = embed_texts(dataset.query_texts(), config, kind="query", desc="queries")
+    corpus = embed_texts(
+        dataset.corpus_texts(), config, kind="document", desc="corpus", identity=identity
+    )
+    queries = embed_texts(
+        dataset.query_texts(), config, kind="query", desc="queries", identity=identity
+    )
     if len(queries) == 0:
         queries = np.zeros((0, corpus.shape[1]), dtype=np.float32)
     meta = {

@@ -85,7 +85,10 @@ class LocalProvider(EmbeddingProvider):
             )
         self.dimensions = config.dimensions or native
         prompts = getattr(self.model, "prompts", {}) or {}
-        self._prompt_names = {kind: kind for kind in ("query", "document") if prompts.get(kind)}
+        # Prompt names per kind from the provider table, where the model defines them.
+        self._prompt_names = {
+            kind: name for kind, name in identity.spec.task_types.items() if prompts.get(name)
+        }
         self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
 
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:

@@ -8,6 +8,10 @@ Two steps, so a fully cached run never loads a model or an SDK:
 * :func:`get_provider` builds the real client lazily (sentence-transformers, ``openai``,
   ``google.genai``), once per process and config, and is only called when something is missing.
 
+What differs between providers is read from their row of the provider table
+(:mod:`.specs`); the provider classes are imported by the path given there, when first built,
+so this module never imports a provider module and they import it freely.
+
 Providers raise :class:`~components.embedding.errors.TransientError` or
 :class:`~components.embedding.errors.PermanentError`; retries, rate limits, validation and
 caching are the orchestrator's job, identical for every provider.
@@ -21,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import threading
@@ -31,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PROVIDER_MAX_BATCH_SIZE, EmbeddingConfig, Kind
+from .config import EmbeddingConfig, Kind
+from .specs import ProviderSpec, spec_for
 
 BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -58,13 +64,16 @@ class ProviderIdentity:
     max_batch_size: int
     model_path: Path | None = None
 
+    @property
+    def spec(self) -> ProviderSpec:
+        """The provider's row of the provider table."""
+        return spec_for(self.provider)
+
     def task(self, kind: Kind) -> str | None:
         """The task component of the cache key for texts of ``kind`` (None if irrelevant)."""
         if not self.task_types:
             return None
-        if self.provider == "google":
-            return "RETRIEVAL_QUERY" if kind == "query" else "RETRIEVAL_DOCUMENT"
-        return kind
+        return self.spec.task_types[kind]
 
 
 def bundled_model_path() -> Path:
@@ -102,45 +111,47 @@ def provider_identity(config: EmbeddingConfig) -> ProviderIdentity:
     Raises:
         ValueError: the local model directory does not exist.
     """
-    limit = PROVIDER_MAX_BATCH_SIZE[config.provider]
-    if config.provider == "local":
-        if config.model is None:
-            path, name = bundled_model_path(), BUNDLED_MODEL_NAME
-        else:
-            path = Path(config.model).expanduser()
-            name = path.name
-        if not path.is_dir():
-            raise ValueError(
-                f"embedding.model: local model directory {path} not found; give a "
-                "sentence-transformers model folder, or null for the bundled "
-                f"{BUNDLED_MODEL_NAME}"
-            )
-        st_config = _read_json(path / "config_sentence_transformers.json")
-        prompts = st_config.get("prompts") or {}
-        task_types = bool(prompts.get("query") or prompts.get("document"))
-        max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
-        if config.max_input_tokens is not None:
-            max_seq = min(config.max_input_tokens, max_seq or config.max_input_tokens)
-        model_id = f"{name}@{local_model_fingerprint(path)}"
-        if max_seq is not None:
-            model_id += f"/max{max_seq}"
-        return ProviderIdentity(
-            provider="local",
-            model=model_id,
-            task_types=task_types,
-            max_input_tokens=max_seq,
-            max_batch_size=limit,
-            model_path=path,
-        )
-    model = config.model or ""
-    if config.provider == "google":
-        model = model.removeprefix("models/")
+    spec = config.spec
+    if spec.reads_model_directory:
+        return _model_directory_identity(config, spec)
     return ProviderIdentity(
         provider=config.provider,
-        model=model,
-        task_types=config.provider == "google",
+        model=(config.model or "").removeprefix(spec.model_prefix),
+        task_types=bool(spec.task_types),
         max_input_tokens=config.effective_max_input_tokens(),
-        max_batch_size=limit,
+        max_batch_size=spec.max_batch_size,
+    )
+
+
+def _model_directory_identity(config: EmbeddingConfig, spec: ProviderSpec) -> ProviderIdentity:
+    """The identity of a sentence-transformers folder: name + fingerprint, prompts, limit."""
+    if config.model is None:
+        path, name = bundled_model_path(), BUNDLED_MODEL_NAME
+    else:
+        path = Path(config.model).expanduser()
+        name = path.name
+    if not path.is_dir():
+        raise ValueError(
+            f"embedding.model: local model directory {path} not found; give a "
+            "sentence-transformers model folder, or null for the bundled "
+            f"{BUNDLED_MODEL_NAME}"
+        )
+    st_config = _read_json(path / "config_sentence_transformers.json")
+    prompts = st_config.get("prompts") or {}
+    task_types = any(prompts.get(prompt) for prompt in spec.task_types.values())
+    max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    if config.max_input_tokens is not None:
+        max_seq = min(config.max_input_tokens, max_seq or config.max_input_tokens)
+    model_id = f"{name}@{local_model_fingerprint(path)}"
+    if max_seq is not None:
+        model_id += f"/max{max_seq}"
+    return ProviderIdentity(
+        provider=config.provider,
+        model=model_id,
+        task_types=task_types,
+        max_input_tokens=max_seq,
+        max_batch_size=spec.max_batch_size,
+        model_path=path,
     )
 
 
@@ -181,34 +192,34 @@ _REGISTRY: dict[EmbeddingConfig, EmbeddingProvider] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def get_provider(config: EmbeddingConfig) -> EmbeddingProvider:
+def get_provider(
+    config: EmbeddingConfig, identity: ProviderIdentity | None = None
+) -> EmbeddingProvider:
     """The provider for ``config``, built on first use and reused within the process.
 
     Shards of one run (and repeated runs in one process) share the loaded model / HTTP
     connection pool instead of paying the start-up again.
+
+    Args:
+        config: the embedding settings.
+        identity: ``provider_identity(config)`` when the caller has it already.
     """
     with _REGISTRY_LOCK:
         provider = _REGISTRY.get(config)
         if provider is None:
-            provider = create_provider(config)
+            provider = create_provider(config, identity)
             _REGISTRY[config] = provider
         return provider
 
 
-def create_provider(config: EmbeddingConfig) -> EmbeddingProvider:
-    """Build a new provider (imports the heavy package it needs)."""
-    identity = provider_identity(config)
-    if config.provider == "local":
-        from .local import LocalProvider
-
-        return LocalProvider(config, identity)
-    if config.provider == "openai":
-        from .openai_provider import OpenAIProvider
-
-        return OpenAIProvider(config, identity)
-    from .google_provider import GoogleProvider
-
-    return GoogleProvider(config, identity)
+def create_provider(
+    config: EmbeddingConfig, identity: ProviderIdentity | None = None
+) -> EmbeddingProvider:
+    """Build a new provider: imports the class named by the spec's ``factory`` (and, in its
+    constructor, the heavy package it needs)."""
+    module, _, name = config.spec.factory.partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    return factory(config, identity or provider_identity(config))
 
 
 def close_providers() -> None:

@@ -39,7 +39,7 @@ def declared_dimension(config: EmbeddingConfig) -> int | None:
     """
     if config.dimensions is not None:
         return config.dimensions
-    if config.provider != "local":
+    if not config.spec.reads_model_directory:  # API models: known from meta.json only
         return None
     from components.embedding.providers import provider_identity
 
