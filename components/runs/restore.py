@@ -40,6 +40,17 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _route_dvc_logging() -> None:
+    """DVC's own console handlers off: ``import dvc`` binds them to the streams of that
+    moment, and in this process DVC's lines belong in the flow's log like any other."""
+    from dvc.logger import LoggerHandler
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, LoggerHandler)]:
+            logger.removeHandler(handler)
+
+
 class StageRestorer:
     """DVC's repository of one workspace, opened once for cheap restores.
 
@@ -50,6 +61,7 @@ class StageRestorer:
     def __init__(self, workspace: str | Path) -> None:
         from dvc.repo import Repo
 
+        _route_dvc_logging()
         self.root = Path(workspace).resolve()
         with contextlib.chdir(self.root):
             self.repo: Any = Repo(str(self.root))
