@@ -132,6 +132,7 @@ def _failure(exc: BaseException) -> tuple[int, str]:
     from components.data import DataFormatError
     from components.embedding import EmbeddingError, EmbeddingStoreError
     from components.embedding.cache import CacheCorruptError
+    from components.embedding.errors import ProviderSetupError
     from components.params import ParamsError
     from components.runs import ApplyError, WorkspaceError
     from components.stages.common import StageError
@@ -141,7 +142,7 @@ def _failure(exc: BaseException) -> tuple[int, str]:
     notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
     if isinstance(exc, DataValidationError):
         return EXIT_FAILED, f"{exc}{notes}"
-    if isinstance(exc, ParamsError | StageGraphError):
+    if isinstance(exc, ParamsError | StageGraphError | ProviderSetupError):
         return EXIT_USAGE, f"error: {exc}{notes}"
     known = (
         StageError,
@@ -422,8 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_guard(_validate))
 
     embed = add_embed_command(sub)
-    _relax(embed, "dataset", "out")
-    embed.set_defaults(dataset=None, out=None)
     _add_common(embed)
     embed.set_defaults(handler=_guard(_embed))
 

@@ -1,7 +1,9 @@
-"""Command line: embed a dataset (corpus and queries) into the cache and write the matrices.
+"""The ``embed`` command's options: embed a dataset into the cache and write the matrices.
 
-``add_embed_command(subparsers)`` adds ``embed`` to the main ``matryoshka`` CLI; the same
-parser runs standalone::
+``add_embed_command(subparsers)`` adds ``embed`` to the main ``matryoshka`` CLI. There is one
+entry point: ``python -m components.embedding ARGS`` is ``matryoshka embed ARGS`` (extraction,
+then the Great Expectations embeddings suite, the output published atomically only when it
+passes)::
 
     python -m components.embedding --dataset data/scifact --out runs/embeddings \\
         [--params params.yaml] [--provider openai --model text-embedding-3-small ...]
@@ -43,20 +45,24 @@ _OVERRIDES: dict[str, tuple[str, Any, str]] = {
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dataset", required=True, type=Path, help="dataset directory (BEIR layout or user format)"
+        "--dataset",
+        type=Path,
+        default=None,
+        help="dataset directory (BEIR layout or user format; default: dataset.path)",
     )
     parser.add_argument(
         "--out",
-        required=True,
         type=Path,
-        help="output directory for corpus.npy, queries.npy, ids, meta.json",
+        default=None,
+        help="output directory for corpus.npy, queries.npy, ids, meta.json, validation/ "
+        "(default: runs/embeddings)",
     )
     parser.add_argument(
         "--params",
         type=Path,
-        default=Path("params.yaml"),
-        help="params file with an 'embedding:' section (default params.yaml; "
-        "missing file = defaults)",
+        default=None,
+        help="params file with an 'embedding:' section (default: params.yaml when it "
+        "exists, else built-in defaults)",
     )
     for flag, (_, kind, help_text) in _OVERRIDES.items():
         parser.add_argument(flag, type=kind, default=None, help=help_text)
@@ -67,7 +73,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_embed_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``embed`` on an argparse sub-parser collection; returns the parser.
+    """Register ``embed`` on an argparse sub-parser collection; returns the parser (the
+    handler is set by :mod:`components.cli`).
 
     Example:
         >>> parser = argparse.ArgumentParser(prog="matryoshka")
@@ -81,75 +88,11 @@ def add_embed_command(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
-    parser.set_defaults(handler=run_embed_command)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """The EmbeddingConfig: ``--params`` (its ``embedding:`` section) plus flag overrides.
-
-    Raises:
-        ParamsError: an invalid value, naming the key (e.g. a provider without a model).
-    """
-    from components.params import load_params
-
-    overrides = {
-        f"embedding.{field}": getattr(args, flag[2:].replace("-", "_"))
-        for flag, (field, _, _) in _OVERRIDES.items()
-    }
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if args.no_normalize:
-        overrides["embedding.normalize"] = False
-    return load_params(args.params, overrides, missing_ok=True).embedding
-
-
-def run_embed_command(args: argparse.Namespace) -> int:
-    """Handler of ``embed``: returns the process exit code (0 ok, 1 failure, 2 bad input)."""
-    from components.runtime import configure_environment
-
-    configure_environment()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    from components.data import DataFormatError, load_dataset
-    from components.params import ParamsError
-
-    from .errors import EmbeddingError, redact
-    from .extract import embed_dataset
-
-    try:
-        config = config_from_args(args)
-        dataset = load_dataset(args.dataset)
-    except (ParamsError, DataFormatError, ValueError, OSError) as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 2
-    try:
-        artifacts = embed_dataset(dataset, config, args.out)
-    except EmbeddingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 2
-    log.info(
-        "wrote %s: corpus %s, queries %s (%s, %s)",
-        artifacts.out_dir,
-        artifacts.corpus.shape,
-        artifacts.queries.shape,
-        artifacts.meta["provider"],
-        artifacts.meta["model"],
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m components.embedding``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m components.embedding",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_arguments(parser)
-    return run_embed_command(parser.parse_args(argv))
+    """``python -m components.embedding``: the same command as ``matryoshka embed``."""
+    from components.cli import main as matryoshka
+
+    return matryoshka(["embed", *(sys.argv[1:] if argv is None else argv)])

@@ -39,6 +39,14 @@ def redact(text: str, *secrets: str) -> str:
     return _SECRET_SHAPES.sub(lambda m: (m.group(1) or "") + "***", text)
 
 
+class ProviderSetupError(ValueError):
+    """The provider cannot start as configured (no API key in the environment, a missing
+    local model folder or tokenizer): a settings problem, reported before any request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
 class TransientError(Exception):
     """A failure worth retrying; ``retry_after`` (seconds) when the server asked for a pause."""
 

@@ -17,7 +17,7 @@ import logging
 import numpy as np
 
 from .config import EmbeddingConfig, Kind, redact_url
-from .errors import PermanentError, ResponseValidationError, TransientError
+from .errors import PermanentError, ProviderSetupError, ResponseValidationError, TransientError
 from .providers import EmbeddingProvider, ProviderIdentity
 from .validation import check_matrix, stack_vectors, status_error, transport_errors
 
@@ -54,7 +54,7 @@ class GoogleProvider(EmbeddingProvider):
         else:
             key = config.api_key()
             if not key:
-                raise ValueError(
+                raise ProviderSetupError(
                     f"provider google needs an API key: set the environment "
                     f"variable {config.key_env()} (or embedding.api_key_env), or "
                     "use google_vertexai: true with application default "

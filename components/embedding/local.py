@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import EmbeddingConfig, Kind
-from .errors import PermanentError
+from .errors import PermanentError, ProviderSetupError
 from .providers import EmbeddingProvider, ProviderIdentity
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class LocalTokenizer:
 
         file = model_path / "tokenizer.json"
         if not file.exists():
-            raise ValueError(
+            raise ProviderSetupError(
                 f"overlong=split needs {file} (a fast tokenizer) for the local "
                 "model; use overlong: truncate instead"
             )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .config import EmbeddingConfig, Kind, redact_url
-from .errors import PermanentError, ResponseValidationError, TransientError
+from .errors import PermanentError, ProviderSetupError, ResponseValidationError, TransientError
 from .providers import EmbeddingProvider, ProviderIdentity
 from .validation import check_matrix, stack_vectors, status_error, transport_errors
 
@@ -103,7 +103,7 @@ class OpenAIProvider(EmbeddingProvider):
         key = config.api_key()
         if not key:
             if config.base_url is None:
-                raise ValueError(
+                raise ProviderSetupError(
                     f"provider openai needs an API key: set the environment "
                     f"variable {config.key_env()} (or embedding.api_key_env), or "
                     "point embedding.base_url at a server that needs none"

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import EmbeddingConfig, Kind
+from .errors import ProviderSetupError
 from .specs import ProviderSpec, spec_for
 
 BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -131,7 +132,7 @@ def _model_directory_identity(config: EmbeddingConfig, spec: ProviderSpec) -> Pr
         path = Path(config.model).expanduser()
         name = path.name
     if not path.is_dir():
-        raise ValueError(
+        raise ProviderSetupError(
             f"embedding.model: local model directory {path} not found; give a "
             "sentence-transformers model folder, or null for the bundled "
             f"{BUNDLED_MODEL_NAME}"

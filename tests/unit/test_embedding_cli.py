@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from helpers.stages import assert_cli_failure
 
 from components.data import load_dataset
 from components.embedding import load_embeddings
-from components.embedding.cli import add_embed_command, main
+from components.embedding.cli import main
 from components.embedding.providers import close_providers
 
 KEY = "cli-test-key-0001"
@@ -75,61 +74,32 @@ def test_cli_writes_matrices_in_dataset_order(server: OpenAITestServer, tmp_path
     assert meta["n_corpus"] == 50 and meta["n_queries"] == 7 and meta["created_at"]
     assert meta["config"]["api_key_env"] == "CLI_TEST_KEY"
     assert KEY not in (out / "meta.json").read_text()
+    # One entry point: the standalone command also runs the GX embeddings suite.
+    assert (out / "validation" / "summary.txt").is_file()
 
 
-def test_subcommand_registration_and_input_errors(
+def test_input_errors_are_one_message_each(
     server: OpenAITestServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parser = argparse.ArgumentParser(prog="matryoshka")
-    add_embed_command(parser.add_subparsers(dest="command"))
     dataset_dir = write_beir_dataset(tmp_path / "data", 5, 2)
-    args = parser.parse_args(
-        [
-            "embed",
-            "--dataset",
-            str(dataset_dir),
-            "--out",
-            str(tmp_path / "o"),
-            "--params",
-            str(tmp_path / "missing.yaml"),
-            "--provider",
-            "openai",
-            "--model",
-            "m",
-            "--batch-size",
-            "5000",
-        ]
-    )
-    code = args.handler(args)
+    base = ["--dataset", str(dataset_dir), "--out", str(tmp_path / "o")]
+    code = main([*base, "--provider", "openai", "--model", "m", "--batch-size", "5000"])
     assert_cli_failure(
         code, capsys.readouterr().err, 2, "batch_size=5000 exceeds the openai limit of 2048"
     )
+    code = main([*base, "--params", str(tmp_path / "missing.yaml")])
+    assert_cli_failure(code, capsys.readouterr().err, 2, "params file not found")
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = main(
-        [
-            "--dataset",
-            str(dataset_dir),
-            "--out",
-            str(tmp_path / "o"),
-            "--params",
-            str(tmp_path / "missing.yaml"),
-            "--provider",
-            "openai",
-            "--model",
-            "m",
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ]
-    )
+    code = main([*base, "--provider", "openai", "--model", "m", "--cache-dir", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert_cli_failure(code, err, 2, "set the environment variable OPENAI_API_KEY")
 
     code = main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
-    assert_cli_failure(code, capsys.readouterr().err, 2, "dataset directory not found")
+    assert_cli_failure(code, capsys.readouterr().err, 1, "dataset directory not found")
 
     server.set_fault("500")
     params = _params(tmp_path / "params.yaml", server, tmp_path / "cache2")

@@ -46,8 +46,6 @@ def _args(dataset: Path, out: Path, cache: Path, server: OpenAITestServer) -> li
         str(dataset),
         "--out",
         str(out),
-        "--params",
-        str(out / "none.yaml"),
         "--provider",
         "openai",
         "--model",

@@ -14,7 +14,7 @@ from components.tracking import (
     DATASET_FINGERPRINT_TAG,
     FAILURE_MESSAGE_TAG,
     FAILURE_STAGE_TAG,
-        PipelineRun,
+    PipelineRun,
     log_pipeline_outputs,
 )
 
