@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,23 +238,37 @@ def test_cache_rejects_dimension_change_and_reports_corrupt_files(tmp_path: Path
         EmbeddingCache(tmp_path, NS)
 
 
-def _writer(root: str, start: int) -> None:
-    cache = EmbeddingCache(root, NS)
-    for i in range(start, start + 10):
-        cache.put([text_key(f"p{i}")], np.full((1, 4), i, np.float32))
+_WRITER = """
+import sys
+import numpy as np
+from components.embedding.batching import text_key
+from components.embedding.cache import EmbeddingCache, Namespace
+root, start = sys.argv[1], int(sys.argv[2])
+ns = Namespace(provider="openai", model="m", dimensions=4, normalize=True, task=None)
+cache = EmbeddingCache(root, ns)
+for i in range(start, start + 25):
+    cache.put([text_key(f"p{i}")], np.full((1, 4), i, np.float32))
+"""
 
 
 def test_cache_shared_by_concurrent_processes(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), s)) for s in (0, 10)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    # Fresh interpreters, not forks of pytest: a fork inherits the test session's threads
+    # and handlers, which is not how two runs share a cache.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path), str(start)],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (0, 25)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
     cache = EmbeddingCache(tmp_path, NS)
-    got = cache.get(keys_array([text_key(f"p{i}") for i in range(20)]))
-    np.testing.assert_array_equal(got[:, 0], np.arange(20, dtype=np.float32))
+    got = cache.get(keys_array([text_key(f"p{i}") for i in range(50)]))
+    np.testing.assert_array_equal(got[:, 0], np.arange(50, dtype=np.float32))
 
 
 # --- store ------------------------------------------------------------------------------------
