@@ -116,7 +116,12 @@ class OptimConfig(FrozenModel):
         learning_rate: Adam learning rate.
         batch_size: anchors per step (corpus embeddings for Eq. 1-3, queries for Eq. 5).
         max_iterations: hard cap on optimiser steps.
-        patience: stop after this many iterations without a held-out improvement.
+        patience: stop after this many held-out evaluations without an improvement
+            (evaluations, not steps: the cost of waiting is the same at any ``eval_every``).
+        start_patience: stop after this many evaluations when none has beaten the starting
+            point (step 0): the stage cannot improve on its start (on MiniLM, stage 1 never
+            beats the SVD rotation), so waiting the full ``patience`` is wasted time.
+            ``None``: no such rule (only ``patience``).
         eval_every: iterations between held-out evaluations.
         weight_decay: Adam's L2 penalty on the adaptor's weights (0 = none; the residual is
             already kept small by Eq. 3).
@@ -125,7 +130,8 @@ class OptimConfig(FrozenModel):
     learning_rate: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=128, ge=2)
     max_iterations: int = Field(default=5000, ge=1)
-    patience: int = Field(default=500, ge=1)
+    patience: int = Field(default=10, ge=1)
+    start_patience: int | None = Field(default=None, ge=1)
     eval_every: int = Field(default=50, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
 

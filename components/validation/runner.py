@@ -7,6 +7,7 @@ definition per suite, results kept in the context's store so Data Docs can be bu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,8 @@ from components.validation.suites import (
 
 DOCS_SITE = "validation_docs"
 RESULTS_DIR = "gx_results"
+log = logging.getLogger(__name__)
+
 SUITES_DIR = "gx_suites"
 DOCS_DIR = "data_docs"
 
@@ -242,6 +245,14 @@ def _run_gx(
     run_id = RunIdentifier(run_name="matryoshka-validation")
     results: list[SuiteResult] = []
     for spec in specs:
+        started = time.perf_counter()
+        log.info(
+            "GX suite %s: %d expectations on %d rows of %s",
+            spec.name,
+            len(spec.expectations),
+            len(spec.frame),
+            spec.source.file,
+        )
         batch_definition = source.add_dataframe_asset(
             spec.name
         ).add_batch_definition_whole_dataframe("whole")
@@ -264,7 +275,14 @@ def _run_gx(
             write_json(stage / results_file, payload)
             write_json(stage / SUITES_DIR / f"{spec.name}.json", suite.to_json_dict())
         results.append(_suite_result(spec, payload, results_file))
+        log.info(
+            "GX suite %s: %s in %.1f s",
+            spec.name,
+            "passed" if results[-1].success else "FAILED",
+            time.perf_counter() - started,
+        )
     if docs is not None:
+        log.info("building GX Data Docs in %s", docs)
         context.build_data_docs(site_names=[DOCS_SITE])
     return results
 

@@ -10,6 +10,7 @@ database per session.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from helpers.stages import BAD, REPO, TINY
 from helpers.stages import FAST_FLOW as FAST
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
+from components.runs.record import RunsLayout
 
 STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
 METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
@@ -98,6 +100,15 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
 
     assert result.stages == dict.fromkeys(STAGES, "ran")
     assert project_files(project) == before  # the overrides went to the workspace only
+    flow_log = (RunsLayout(project).run_dir(result.run) / "flow.log").read_text()
+    for phase in ("unsupervised", "supervised"):  # training's progress reached the flow log
+        assert f"{phase}: step 0/30, heldout" in flow_log
+        assert re.search(rf"{phase}: step 30/30, loss [\d.]+, .* done in ", flow_log)
+    for stage in STAGES:
+        assert re.search(rf"stage {stage} finished in [\d.]+ s", flow_log)
+    assert re.search(r"GX suite corpus: \d+ expectations on \d+ rows of ", flow_log)
+    assert re.search(r"GX suite corpus_embeddings: passed in [\d.]+ s", flow_log)
+    assert f"evaluating {len(METHODS)} methods at {len(DIMS)} sizes" in flow_log
     assert not (project / "runs").exists() and not (project / "dvc.lock").exists()
     client = MlflowClient(result.tracking_uri)
     run = client.get_run(result.run_id)

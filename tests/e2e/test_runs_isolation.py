@@ -219,6 +219,7 @@ def test_two_runs_started_together_both_succeed_with_their_own_params(
             [
                 "method.train.unsupervised.max_iterations=200000",
                 "method.train.unsupervised.patience=1000000",
+                "method.train.unsupervised.start_patience=null",
             ],
             1.0,
         ),
@@ -257,6 +258,7 @@ def test_sigint_and_sigterm_end_the_stage_group_and_mark_the_run_killed(
         f"method.train.seed={40 + sig}",
         "method.train.unsupervised.max_iterations=200000",
         "method.train.unsupervised.patience=1000000",
+        "method.train.unsupervised.start_patience=null",
     )
     data = wait_for_step(checkout["root"], process, "pretrain")
     time.sleep(1.0)
