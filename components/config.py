@@ -45,6 +45,12 @@ class LossConfig(FrozenModel):
         gamma: weight of the ranking loss (Eq. 5).
         top_k: neighbours per anchor for the top-k loss (Eq. 2), self excluded.
         negatives_per_positive: random corpus negatives per positive for Eq. 5.
+        ranking_pairs_per_step: the most (query, labelled document) pairs Eq. 5 scores in
+            one step. A batch with more (dense labels: tens of graded positives per query)
+            scores a sample of this many, every query keeping at least one while the budget
+            allows, so a step costs the same whatever the labels' density. ``None``: all.
+            The default is above what a SciFact batch holds (about 145 pairs for 128
+            queries), so there the loss is unchanged.
         ranking_scale: multiplies cosine differences inside Eq. 5's log(1 + exp(·)); 1.0 is
             the paper's loss. Cosine gaps are small, so at 1.0 the loss is almost linear
             and every negative pulls alike; 5.0 weights hard negatives more (SciFact, 3
@@ -58,6 +64,7 @@ class LossConfig(FrozenModel):
     gamma: float = Field(default=1.0, ge=0)
     top_k: int = Field(default=10, ge=1)
     negatives_per_positive: int = Field(default=10, ge=1)
+    ranking_pairs_per_step: int | None = Field(default=192, ge=1)
     ranking_scale: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")

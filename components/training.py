@@ -405,6 +405,48 @@ class LabelledQueries:
         return matrix
 
 
+def sample_pairs(
+    labels: list[list[tuple[int, int]]], budget: int | None, generator: torch.Generator
+) -> list[list[tuple[int, int]]]:
+    """At most ``budget`` labelled pairs of a batch, spread over its queries.
+
+    Dense labels (tens of graded positives per query) would make Eq. 5's work per step grow
+    with them; a fixed budget keeps a step's cost flat. Each query's labels are shuffled and
+    taken round-robin (first one label of every query, then a second, ...), so every query
+    keeps at least one while the budget allows.
+
+    Args:
+        labels: per query of the batch, its ``(corpus index, score)`` labels.
+        budget: the most pairs to keep; ``None`` or a batch within it: ``labels`` itself.
+        generator: the step's random generator (drawn from only when sampling).
+
+    Returns:
+        Per query, the labels kept (``labels`` itself when nothing had to be dropped).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> kept = sample_pairs([[(1, 1), (2, 2), (3, 1)], [(4, 1)]], 3, g)
+        >>> [len(k) for k in kept], kept[1]
+        ([2, 1], [(4, 1)])
+    """
+    total = sum(len(query) for query in labels)
+    if budget is None or total <= budget:
+        return labels
+    shuffled = [
+        [query[i] for i in torch.randperm(len(query), generator=generator).tolist()]
+        for query in labels
+    ]
+    kept: list[list[tuple[int, int]]] = [[] for _ in labels]
+    taken, depth = 0, 0
+    while taken < budget:
+        for row, query in enumerate(shuffled):
+            if depth < len(query) and taken < budget:
+                kept[row].append(query[depth])
+                taken += 1
+        depth += 1
+    return kept
+
+
 @torch.no_grad()
 def mean_ndcg_over_prefixes(
     adaptor: MatryoshkaAdaptor,
@@ -486,21 +528,31 @@ def train_supervised(
     step_generator = torch.Generator().manual_seed(train.seed + 3)
     fitting_queries = fitting.embeddings.to(device)
     n_docs = corpus.shape[0]
-    column_of = torch.full((n_docs,), -1, dtype=torch.long)
+    column_of = np.full(n_docs, -1, dtype=np.int64)  # corpus index -> candidate column
 
     def compute_loss() -> LossTerms:
         anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
         batch = torch.randperm(len(fitting.labels), generator=step_generator)[:query_batch]
-        positives = sorted({doc for row in batch.tolist() for doc, _ in fitting.labels[row]})
+        batch_labels = [fitting.labels[row] for row in batch.tolist()]
+        chosen = sample_pairs(batch_labels, config.loss.ranking_pairs_per_step, step_generator)
+        positives = sorted({doc for labels in chosen for doc, _ in labels})
         n_negatives = config.loss.negatives_per_positive * len(positives)
         negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
-        candidates = torch.as_tensor(sorted(set(positives) | set(negatives)))
-        column_of[candidates] = torch.arange(len(candidates))
+        candidate_list = sorted(set(positives) | set(negatives))
+        candidates = torch.as_tensor(candidate_list)
+        column_of[candidate_list] = np.arange(len(candidate_list))
         relevance = torch.zeros(len(batch), len(candidates))
-        for i, row in enumerate(batch.tolist()):
-            for doc, score in fitting.labels[row]:
-                relevance[i, column_of[doc]] = float(score)
-        column_of[candidates] = -1
+        for i, labels in enumerate(batch_labels):  # every label present, sampled or not
+            for doc, score in labels:
+                if column_of[doc] >= 0:
+                    relevance[i, int(column_of[doc])] = float(score)
+        pair_mask = None
+        if chosen is not batch_labels:
+            pair_mask = torch.zeros(len(batch), len(candidates), dtype=torch.bool)
+            for i, labels in enumerate(chosen):
+                for doc, _ in labels:
+                    pair_mask[i, int(column_of[doc])] = True
+        column_of[candidate_list] = -1
         ranked_inputs = torch.cat(
             [fitting_queries[batch.to(device)], corpus_device[candidates.to(device)]]
         )
@@ -522,6 +574,7 @@ def train_supervised(
             dims,
             weights,
             scale=config.loss.ranking_scale,
+            anchors=None if pair_mask is None else pair_mask.to(device),
         )
         return supervised_objective(unsupervised, rank, config.loss.gamma)
 

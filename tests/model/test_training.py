@@ -20,6 +20,7 @@ from components.evaluation import evaluate_methods
 from components.training import (
     build_adaptor,
     nearest_neighbours,
+    sample_pairs,
     train_adaptor,
     train_unsupervised,
 )
@@ -87,6 +88,34 @@ def test_supervised_stage_starts_from_stage_one_and_keeps_the_best() -> None:
     # step 0 evaluates stage 1's weights, so stage 2 can only keep or improve on them.
     assert result.supervised.best_score >= evaluations[0]
     assert result.supervised_adaptor is not result.unsupervised_adaptor
+
+
+def test_sample_pairs_keeps_the_budget_and_every_query() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = [[(q * 100 + j, 1 + j % 3) for j in range(40)] for q in range(8)]
+    assert sample_pairs(labels, None, g) is labels and sample_pairs(labels, 320, g) is labels
+    kept = sample_pairs(labels, 50, g)
+    assert sum(map(len, kept)) == 50
+    assert all(6 <= len(k) <= 7 for k in kept)  # round-robin: spread evenly
+    for k, full in zip(kept, labels, strict=True):
+        assert set(k) <= set(full) and len(set(k)) == len(k)
+    few = sample_pairs(labels, 5, g)
+    assert [len(k) for k in few] == [1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_pair_budget_above_the_batch_leaves_training_unchanged() -> None:
+    docs, doc_ids, queries, query_ids, qrels = planted()
+    qrels = pd.concat([qrels, qrels.assign(doc_id=qrels["doc_id"].shift(1).fillna("d299"))])
+    runs = []
+    for budget in (None, 10_000, 40):
+        config = fast_config().model_copy(deep=True)
+        config = config.model_copy(
+            update={"loss": config.loss.model_copy(update={"ranking_pairs_per_step": budget})}
+        )
+        result = train_adaptor(docs, config, doc_ids, queries, query_ids, qrels)
+        runs.append([step["ranking"] for step in result.supervised.history])
+    assert runs[0] == runs[1]  # a budget the batch fits in draws nothing and changes nothing
+    assert runs[2] != runs[0]  # 2 labels x 51 queries > 40: sampled
 
 
 def test_training_without_labels_skips_the_supervised_stage() -> None:
