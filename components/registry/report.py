@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +34,14 @@ def storage_per_million(dim: int, bytes_per_value: int = BYTES_PER_FLOAT32) -> i
 
 
 def format_bytes(n: int) -> str:
-    """Decimal units: ``256 B``, ``256 MB``, ``1.54 GB``."""
+    """Decimal units: ``256 B``, ``1,536 B``, ``256 MB``, ``1.54 GB``."""
     if n >= 1_000_000_000:
         return f"{n / 1e9:.2f} GB"
     if n >= 1_000_000:
         return f"{n / 1e6:.0f} MB"
-    if n >= 1_000:
+    if n >= 10_000:
         return f"{n / 1e3:.0f} kB"
-    return f"{n} B"
+    return f"{n:,} B"  # bytes per vector: exact (1,536 B at d=384)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _plot(
     ax.set_xticks(list(dims))
     ax.set_xticklabels([str(m) for m in dims])
     ax.set_xlabel("dimensions kept (m)")
-    ax.set_ylabel(metric.replace("_at_", "@"))
+    ax.set_ylabel(metric_label(metric))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -110,6 +111,11 @@ def _plot(
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def metric_label(metric: str) -> str:
+    """``ndcg_at_10`` → ``nDCG@10`` (``mrr_at_10`` → ``MRR@10``)."""
+    return metric.replace("_at_", "@").replace("ndcg", "nDCG").replace("mrr", "MRR")
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -188,7 +194,7 @@ def build_review_report(
     checks = {check.dim: check for check in decision.checks} if decision else {}
     present_baselines = [b for b in baselines if b in table]
     title = f"Review: {model_name} version {version}"
-    metric_label = metric.replace("_at_", "@")
+    label = metric_label(metric)
     header = ["m", "challenger"]
     if champion is not None:
         header += [f"champion v{champion_version}", "Δ vs champion"]
@@ -252,7 +258,7 @@ def build_review_report(
     if source:
         md += [source, ""]
     md += [
-        f"## {metric_label} per dimension",
+        f"## {label} per dimension",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -263,7 +269,7 @@ def build_review_report(
         "Bold m: the recommended dimension. Bytes: float32, m × 4 per vector "
         "(storage: m × 4 bytes × 10⁶).",
         "",
-        f"![{metric_label} versus m](ndcg_vs_dim.png)",
+        f"![{label} versus m](ndcg_vs_dim.png)",
         "",
         "## Model",
         "",
@@ -291,15 +297,15 @@ def build_review_report(
         decision is not None and not decision.passed,
         lineage_facts,
         lineage_hashes,
-        metric_label,
+        label,
     )
     lock_digest = metadata.get("dvc_lock_digest") or (
         (metadata.get("lineage") or {}).get("dvc_lock") or {}
     ).get("sha256")
     links = [
-        "Full review (plot, model facts, lineage): `review/report.html` in this version's "
+        "- Full review (plot, model facts, lineage): `review/report.html` in this version's "
         "model artifacts (the `review_report` tag has its address).",
-        f"Lineage: `{metadata.get('lineage_uri') or '–'}` (git "
+        f"- Lineage: `{metadata.get('lineage_uri') or '–'}` (git "
         f"`{_short(metadata.get('git_commit'))}`, dataset "
         f"`{_short(metadata.get('dataset_fingerprint'))}`, dvc.lock sha256 "
         f"`{_short(lock_digest)}`).",
@@ -312,7 +318,7 @@ def build_review_report(
         "rows": rows,
         "source": source,
         "links": links,
-        "metric_label": metric_label,
+        "metric_label": label,
     }
     return ReviewReport(
         title=title,
@@ -321,6 +327,11 @@ def build_review_report(
         png=png,
         description_inputs=description_inputs,
     )
+
+
+def _code(escaped: str) -> str:
+    """Markdown inline code (`dim=64`) as <code> in already escaped HTML."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def _html(
@@ -347,7 +358,8 @@ def _html(
         return f"<td><b>{inner}</b></td>" if bold else f"<td>{inner}</td>"
 
     def pairs(items: list[tuple[str, str]]) -> str:
-        return "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
+        cells = ((_code(esc(k)), _code(esc(v))) for k, v in items)
+        return "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in cells)
 
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
@@ -370,7 +382,7 @@ text-align:right}}th{{background:#f4f4f4}}.verdict{{color:{colour};font-weight:b
 .hashes td{{font-family:monospace;text-align:left}}summary{{cursor:pointer;font-weight:bold}}
 </style></head><body><h1>{esc(title)}</h1>
 <p class="verdict">{esc(verdict)}</p>
-<p><b>Recommended configuration:</b> {esc(recommendation)}</p>
+<p><b>Recommended configuration:</b> {_code(esc(recommendation))}</p>
 <h2 id="per-dimension">{esc(metric_label)} per dimension</h2>
 <table id="per-dimension-table"><tr>{head}</tr>{body}</table>
 <p>Bold m: the recommended dimension. Bytes: float32, m × 4 per vector

@@ -124,7 +124,10 @@ def test_html_report_shows_numbers_and_plot_before_the_collapsed_lineage(tmp_pat
     assert "e" * 64 in inside and "runs:/0123/lineage/lineage.json" in inside
     # The first screen: the verdict, the recommendation and a row per m with bytes.
     assert "Promotion gate PASSED" in outside
-    assert "`dim=64`: 256 B per vector, 256 MB per million vectors" in outside
+    first_screen = "".join(outline.text_outside_details)
+    assert "configuration: dim=64: 256 B per vector, 256 MB per million vectors" in first_screen
+    assert "(vs 1,536 B / 1.54 GB at d=384)" in first_screen
+    assert "`" not in first_screen  # Markdown code marks became <code>
     assert all(f"{m * 4} B" in outside for m in DIMS)
 
 
@@ -161,13 +164,13 @@ def test_description_stays_within_the_limit_and_says_what_it_left_out() -> None:
         header=["m", "challenger", "notes"],
         rows=rows,
         source="s" * 500,
-        links=["Lineage: `runs:/r/lineage/lineage.json`."],
+        links=["- Lineage: `runs:/r/lineage/lineage.json`."],
     )
     assert len(text) <= DESCRIPTION_BUDGET and text.endswith("\n")
     assert "more sizes left out (description size limit)" in text
     assert "| 1 | 0.5000 |" in text and "| 100 | 0.5000 |" not in text
     assert "s" * 500 not in text  # the source sentence went first
-    assert "Lineage: `runs:/r/lineage/lineage.json`." in text
+    assert "- Lineage: `runs:/r/lineage/lineage.json`." in text
     assert "…" in text.splitlines()[0]  # the verdict was shortened, not dropped
     short = version_description(
         title="m v1", verdict="ok", recommended="`dim=8`", header=["m"], rows=[["8"]]
