@@ -370,9 +370,10 @@ def rollback(
                 message=f"v{target_version} already is @{CHAMPION}",
             )
         if target.tags.get(VALIDATION_STATUS) == FAILED and not force:
+            verdict = (target.description or "").strip().splitlines()[:1]  # the gate's line
             raise ValueError(
                 f"{model_name} v{target_version} failed the promotion gate "
-                f"({target.description}); pass force=True (--force) to serve "
+                f"({''.join(verdict).replace('*', '')}); pass force=True (--force) to serve "
                 "it anyway"
             )
         _set_champion(

@@ -190,14 +190,13 @@ def lineage_uri(run_id: str) -> str:
 
 def read_run_lineage(client: Any, run_id: str | None) -> dict[str, Any] | None:
     """A run's ``lineage/lineage.json`` through an ``MlflowClient``; None when the run has
-    none (runs logged before lineage documents existed, or none at all)."""
+    none (runs logged before lineage documents existed). A store that cannot be read
+    raises as MLflow does: a missing document is not confused with an unreachable one."""
     if not run_id:
         return None
-    from mlflow.exceptions import MlflowException
-
+    folder = LINEAGE_ARTIFACT.rsplit("/", 1)[0]
+    if LINEAGE_ARTIFACT not in {item.path for item in client.list_artifacts(run_id, folder)}:
+        return None
     with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
-        try:
-            path = client.download_artifacts(run_id, LINEAGE_ARTIFACT, tmp)
-        except (MlflowException, OSError):
-            return None
+        path = client.download_artifacts(run_id, LINEAGE_ARTIFACT, tmp)
         return json.loads(Path(path).read_text(encoding="utf-8"))

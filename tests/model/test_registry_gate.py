@@ -305,6 +305,10 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
     assert "Not promoted: `validation_status=failed`" in failed.description
     assert {r[-1] for r in description_rows(failed.description).values()} == {"FAIL"}
     assert len(failed.description) <= DESCRIPTION_BUDGET
+    refusal = rf"failed the promotion gate \(gate v{worse}: Promotion gate FAILED"
+    with pytest.raises(ValueError, match=refusal) as e:
+        rollback("gate", int(worse))  # the refusal quotes the verdict line, not the table
+    assert "\n" not in str(e.value) and "|" not in str(e.value)
     # the champion in the gate was re-evaluated on the same set, not read from its run
     logged = documents["good"]["metrics"]["adaptor_supervised"]["4"]["ndcg_at_10"]
     assert rejected.decision.checks[0].champion == pytest.approx(logged, abs=1e-6)
