@@ -9,6 +9,7 @@ database per session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -88,7 +89,7 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     from mlflow.tracking import MlflowClient
 
     from components.data import load_dataset
-    from components.tracking import metric_key
+    from components.tracking import metric_key, read_run_lineage
     from pipelines.retraining import retraining_flow
 
     project = make_project(tmp_path / "project", TINY)
@@ -138,17 +139,28 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     assert "validation/gx_results/corpus.json" in gx
     tags = run.data.tags
     assert len(tags["git_commit"]) == 40
-    lock = (Path(result.workspace) / "dvc.lock").read_text()
-    for key in (
-        "dvc.validate.data/tiny",
-        "dvc.embed.runs/embeddings",
-        "dvc.pretrain.runs/pretrain",
-        "dvc.finetune.runs/finetune",
-        "dvc.evaluate.runs/evaluation/metrics.json",
+    lock_file = Path(result.workspace) / "dvc.lock"
+    lock = lock_file.read_text()
+    assert tags["dvc_lock_digest"] == hashlib.sha256(lock_file.read_bytes()).hexdigest()
+    assert not [key for key in tags if key.startswith("dvc.")]  # hashes: one JSON artifact
+    lineage = read_run_lineage(client, result.run_id)
+    stages = lineage["dvc_lock"]["stages"]
+    for stage, kind, path in (
+        ("validate", "deps", "data/tiny"),
+        ("embed", "outs", "runs/embeddings"),
+        ("pretrain", "outs", "runs/pretrain"),
+        ("finetune", "outs", "runs/finetune"),
+        ("evaluate", "outs", "runs/evaluation/metrics.json"),
     ):
-        assert tags[key] and tags[key] in lock
+        assert stages[stage][kind][path] in lock
     fingerprint = load_dataset(project / "data" / "tiny").fingerprint()
-    assert tags["dataset.fingerprint"] == fingerprint
+    assert tags["dataset.fingerprint"] == fingerprint == lineage["dataset_fingerprint"]
+    version = client.get_model_version(
+        result.registered["model_name"], result.registered["version"]
+    )
+    assert version.tags["dvc_lock_digest"] == tags["dvc_lock_digest"]
+    assert version.tags["lineage"] == f"runs:/{result.run_id}/lineage/lineage.json"
+    assert "| **" in version.description  # the per-dimension table, recommended m in bold
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == fingerprint[:32]
     assert result.registered is not None and result.registered["new"] is True
