@@ -90,7 +90,8 @@ class PrecomputedVectors:
     Attributes:
         files: where they came from.
         ids: the id of each row (strings, as the dataset's ids are).
-        matrix: ``[n, d]`` float32.
+        matrix: ``[n, d]`` float32 (other numeric types are converted; a float32 ``.npy``
+            stays memory-mapped).
     """
 
     files: VectorFiles
@@ -330,7 +331,9 @@ def _read_npy(files: VectorFiles) -> PrecomputedVectors:
             files.ids,
             f"{len(ids)} ids but {path.name} has {matrix.shape[0]} rows (one id per row)",
         )
-    return PrecomputedVectors(files, ids, np.asarray(matrix, dtype=np.float32))
+    # float32 stays memory-mapped: the embed stage copies only the rows, once, in dataset order.
+    vectors = matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
+    return PrecomputedVectors(files, ids, vectors)
 
 
 def _read_ids(path: Path) -> list[str]:
