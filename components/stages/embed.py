@@ -224,6 +224,8 @@ def precomputed_embeddings(
         empty = np.zeros((0, read["corpus"].matrix.shape[1]), dtype=np.float32)
         read["queries"] = PrecomputedVectors(read["corpus"].files, [], empty)
     d = dimension if dimension is not None else int(read["corpus"].matrix.shape[1])
+    if not read["corpus"].ids:
+        raise DataFormatError(read["corpus"].files.vectors, "no vectors (the file has no rows)")
 
     def expected(table: Table) -> ExpectedIds:
         source = find_table_file(root, table)

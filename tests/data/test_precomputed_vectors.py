@@ -267,3 +267,16 @@ def test_dimensions_setting_is_enforced(
     export_parquet(reference, dataset)
     code, err = run_embed(tmp_path / "runs", dataset, capsys, "--set", "embedding.dimensions=32")
     assert_cli_failure(code, err, 1, "row 1, field 'vector': 16 values, expected 32")
+
+
+def test_an_empty_vector_file_is_refused(
+    reference: EmbeddingArtifacts,
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    export_parquet(reference, dataset)
+    path = dataset / "embeddings" / "corpus.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    code, err = run_embed(tmp_path / "runs", dataset, capsys)
+    assert_cli_failure(code, err, 1, f"{path}: no vectors (the file has no rows)")
