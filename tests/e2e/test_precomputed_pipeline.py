@@ -64,7 +64,7 @@ def make_project(root: Path, model_name: str) -> Path:
 
 
 def reference_run(root: Path, out: Path) -> RunLayout:
-    """validate -> evaluate in this process with extraction by the local model."""
+    """embed -> evaluate in this process, extraction by the local model (the reference)."""
     from components.params import load_params
     from components.stages import run_stage
 
