@@ -48,7 +48,7 @@ class ProviderIdentity:
     """What the cache and the metadata need to know about a provider, without loading it.
 
     Attributes:
-        provider: ``local``, ``openai`` or ``google``.
+        provider: ``local``, ``openai``, ``google`` or ``precomputed`` (no model).
         model: model id recorded in the cache key and ``meta.json`` (for local models: the
             name plus a fingerprint of the model files).
         task_types: whether query and document embeddings differ (Google task types, local
