@@ -58,7 +58,7 @@ class PrecomputedConfig(BaseModel):
     normalized: bool = False
     id_column: str | None = Field(default=None, min_length=1)
     vector_column: str | None = Field(default=None, min_length=1)
-    batch_rows: int = Field(default=65_536, ge=1)
+    batch_rows: int = Field(default=8192, ge=1)
 
 
 class EmbeddingConfig(BaseModel):
