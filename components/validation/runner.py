@@ -35,8 +35,10 @@ from components.validation.sources import (
     text_table_source,
 )
 from components.validation.suites import (
+    ExpectedIds,
     SuiteSpec,
     build_gx_suite,
+    coverage_suite,
     dataset_suites,
     embeddings_suite,
     precheck_suite,
@@ -102,6 +104,8 @@ def validate_embeddings(
     normalized: bool | None = None,
     corpus_source: str = "corpus embeddings",
     query_source: str = "query embeddings",
+    corpus_expected: ExpectedIds | None = None,
+    query_expected: ExpectedIds | None = None,
 ) -> ValidationReport:
     """Validate extracted embeddings: one row per text, dimension, dtype, finiteness, norms.
 
@@ -115,6 +119,10 @@ def validate_embeddings(
             ``config.embeddings_normalized``.
         corpus_source / query_source: names of the matrices in the report (e.g. file paths).
             Row N in the report is ``matrix[N - 1]``.
+        corpus_expected / query_expected: the dataset ids the rows must equal exactly
+            (vectors shipped with the dataset): adds "every id is in the table" to the
+            matrix suite and a ``<name>_coverage`` suite "every id of the table has a
+            vector" whose rows are the table's.
     """
     if (
         isinstance(expected_dim, bool)
@@ -126,14 +134,18 @@ def validate_embeddings(
     start = time.perf_counter()
     unit = config.embeddings_normalized if normalized is None else normalized
     specs: list[SuiteSpec] = []
-    for name, label, ids, matrix in (
-        ("corpus_embeddings", corpus_source, corpus_ids, corpus_matrix),
-        ("query_embeddings", query_source, query_ids, query_matrix),
+    for name, label, ids, matrix, expected in (
+        ("corpus_embeddings", corpus_source, corpus_ids, corpus_matrix, corpus_expected),
+        ("query_embeddings", query_source, query_ids, query_matrix, query_expected),
     ):
         array = np.asarray(matrix)
+        if expected is not None:
+            specs.append(coverage_suite(f"{name}_coverage", label, list(ids), expected))
         try:
             specs.append(
-                embeddings_suite(name, label, list(ids), array, expected_dim, unit, config)
+                embeddings_suite(
+                    name, label, list(ids), array, expected_dim, unit, config, expected
+                )
             )
         except (ValueError, TypeError) as exc:
             specs.append(
