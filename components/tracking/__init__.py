@@ -5,7 +5,7 @@
 * :mod:`~components.tracking.params`: flattened, secret-free params;
 * :mod:`~components.tracking.lineage`: git commit and ``dvc.lock`` hashes as tags;
 * :mod:`~components.tracking.store`: tracking URI (``MLFLOW_TRACKING_URI`` > params >
-  ``sqlite:///<root>/mlflow/mlflow.db``) and experiments;
+  ``sqlite:///<root>/mlflow/mlflow.db``), experiments, URIs with credentials masked;
 * :mod:`~components.tracking.run`: :class:`PipelineRun`, one MLflow run per pipeline run;
 * :mod:`~components.tracking.outputs`: logging the ``runs/`` outputs of the stages.
 
@@ -32,6 +32,7 @@ from components.tracking.run import (
 )
 from components.tracking.store import (
     default_tracking_uri,
+    display_uri,
     mlflow_settings,
     resolve_tracking_uri,
     ui_command,
@@ -44,6 +45,7 @@ __all__ = [
     "GitInfo",
     "PipelineRun",
     "default_tracking_uri",
+    "display_uri",
     "dvc_lock_tags",
     "evaluation_metrics",
     "flatten_params",
