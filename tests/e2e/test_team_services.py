@@ -5,6 +5,8 @@ A throw-away PostgreSQL cluster (session fixture ``postgres``) holds both stores
 ``--artifacts-destination``; a real ``prefect server start`` uses it through
 ``PREFECT_SERVER_DATABASE_CONNECTION_URL``. Clients only know the two HTTP addresses.
 
+* the cluster itself: 127.0.0.1 only, password authentication over TCP, stopped and
+  deleted when the body fails;
 * registry: registration, the gate (promote), a rejected challenger, a rollback and
   ``load_champion``, every artifact going through the server; the registry state is read
   back from PostgreSQL itself;
@@ -17,7 +19,9 @@ A throw-away PostgreSQL cluster (session fixture ``postgres``) holds both stores
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers.postgres import PostgresCluster, free_port
+from helpers.postgres import PostgresCluster, free_port, postgres_cluster
 from helpers.registry import evaluation_document, finished_run, planted, train_variants
 from helpers.stages import FAST_FLOW, REPO, TINY, subprocess_env
 
@@ -136,7 +140,10 @@ def services(
     }
     logs = {name: tmp / f"{name}-server.log" for name in ("mlflow", "prefect")}
     mlflow_server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)],
+        [
+            *(str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
+            *("--workers", "1"),  # one process is plenty for a test, and starts faster
+        ],
         cwd=tmp,
         env=mlflow_env,
         stdout=logs["mlflow"].open("w"),
@@ -170,6 +177,29 @@ def services(
     finally:
         stop(prefect_server)
         stop(mlflow_server)
+
+
+def test_throwaway_cluster_is_local_password_protected_and_removed_after_a_failure() -> None:
+    """The fixture's cluster: 127.0.0.1 only, password over TCP, gone after an error."""
+    with pytest.raises(RuntimeError, match="the test failed"), postgres_cluster(("db",)) as pg:
+        root = pg.root
+        assert pg.sql("db", "show listen_addresses") == [["127.0.0.1"]]
+        assert pg.sql("db", "select current_user, current_database()") == [["postgres", "db"]]
+        psql = [str(pg.bin_dir / "psql"), "-X", "-A", "-t", "-c", "select current_user"]
+        for password, expected in ((pg.password, 0), ("wrong", 2)):
+            done = subprocess.run(
+                [*psql, pg.url("db")],
+                env={**os.environ, "PGPASSWORD": password},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == expected, done.stderr
+        assert "password authentication failed" in done.stderr
+        raise RuntimeError("the test failed")
+    assert not root.exists()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", pg.port)) != 0  # the server is stopped
 
 
 def served_files(root: Path) -> set[str]:
