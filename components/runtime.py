@@ -20,6 +20,9 @@ OFFLINE_AND_PRIVATE_ENV: dict[str, str] = {
     "GX_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # MLflow prints "View run ... at: <tracking URI>" with any credentials the URI carries
+    # (basic auth to a team server); the pipeline prints a masked address itself.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "TOKENIZERS_PARALLELISM": "false",
 }
 

@@ -49,7 +49,7 @@ from components.params import (
 )
 from components.runs import ActiveRun, active_run, apply_run, create_workspace, open_run
 from components.stages.graph import StageSpec, load_stage_graph, stage_outputs
-from components.tracking import PipelineRun, flatten_params, read_json
+from components.tracking import PipelineRun, display_uri, flatten_params, read_json
 from components.tracking.params import redact_overrides
 from pipelines.settings import REPO_ROOT
 
@@ -316,11 +316,12 @@ def start_tracking(
     """Create the ``RUNNING`` MLflow run, log the effective params, record its ids."""
     logger = get_run_logger()
     run = PipelineRun.start(root=project, params=params, run_name=run_name, tags=tags)
+    # The record and the log get the URI with any credentials masked (reconnect_uri).
     active_run(run_id).record.update(
         mlflow={
             "run_id": run.run_id,
             "experiment_id": run.experiment_id,
-            "tracking_uri": run.tracking_uri,
+            "tracking_uri": display_uri(run.tracking_uri),
         }
     )
     flat = run.log_params(params)
@@ -328,7 +329,7 @@ def start_tracking(
         "MLflow run %s (experiment %s, %s): %d params",
         run.run_id,
         run.experiment_id,
-        run.tracking_uri,
+        display_uri(run.tracking_uri),
         len(flat),
     )
     return {

@@ -42,12 +42,10 @@ def _finish_tracking(record: RunRecord, reason: str) -> str | None:
     if not tracking.get("run_id"):
         return None
     from components.tracking.run import PipelineRun
-    from components.tracking.store import make_client
+    from components.tracking.store import make_client, reconnect_uri
 
-    client = make_client(tracking["tracking_uri"])
-    run = PipelineRun(
-        client, tracking["run_id"], tracking["experiment_id"], tracking["tracking_uri"]
-    )
+    uri = reconnect_uri(tracking["tracking_uri"])  # recorded with credentials masked
+    run = PipelineRun(make_client(uri), tracking["run_id"], tracking["experiment_id"], uri)
     status = run.status
     if status == "RUNNING":
         run.fail(reason, stage=str(record.data.get("step") or "unknown"))
@@ -62,8 +60,9 @@ def _discard_versions(record: RunRecord) -> list[str]:
         return []
     from components.registry.client import registry_session
     from components.registry.register import discard_run_versions
+    from components.tracking.store import reconnect_uri
 
-    with registry_session(tracking["tracking_uri"]) as client:
+    with registry_session(reconnect_uri(tracking["tracking_uri"])) as client:
         return discard_run_versions(
             client,
             registry["model_name"],

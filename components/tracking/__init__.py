@@ -6,7 +6,7 @@
 * :mod:`~components.tracking.lineage`: git commit and ``dvc.lock`` hashes in one JSON
   document (``lineage/lineage.json``) plus a few searchable tags;
 * :mod:`~components.tracking.store`: tracking URI (``MLFLOW_TRACKING_URI`` > params >
-  ``sqlite:///<root>/mlflow/mlflow.db``) and experiments;
+  ``sqlite:///<root>/mlflow/mlflow.db``), experiments, URIs with credentials masked;
 * :mod:`~components.tracking.run`: :class:`PipelineRun`, one MLflow run per pipeline run;
 * :mod:`~components.tracking.outputs`: logging the ``runs/`` outputs of the stages.
 
@@ -44,6 +44,7 @@ from components.tracking.run import (
 )
 from components.tracking.store import (
     default_tracking_uri,
+    display_uri,
     mlflow_settings,
     resolve_tracking_uri,
     ui_command,
@@ -60,6 +61,7 @@ __all__ = [
     "PipelineRun",
     "default_tracking_uri",
     "collect_lineage",
+    "display_uri",
     "dvc_lock_digest",
     "evaluation_metrics",
     "flatten_params",

@@ -59,8 +59,39 @@ def artifact_root_for(uri: str) -> Path | None:
     return None if db is None else db.resolve().parent / ARTIFACTS_DIR
 
 
+def display_uri(uri: str) -> str:
+    """``uri`` safe to log, print or write to a run record: credentials masked.
+
+    A team store may carry them (``postgresql://mlflow:<password>@db/mlflow``,
+    ``https://user:<token>@mlflow.example``); they come from the environment and must not
+    land in logs, params or files.
+
+    Example:
+        >>> display_uri("postgresql://mlflow:s3cret@db:5432/mlflow")
+        'postgresql://***@db:5432/mlflow'
+    """
+    from components.tracking.params import mask_credentials
+
+    return mask_credentials(uri)
+
+
+def reconnect_uri(recorded: str) -> str:
+    """The store to reconnect to from a URI written by :func:`display_uri` (run records).
+
+    Unmasked URIs are used as they are; a masked one is replaced by ``MLFLOW_TRACKING_URI``
+    when that masks to the same text (the credentials come from the environment again),
+    else it is returned unchanged (and connecting fails with the store's own message).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env and recorded != env and display_uri(env) == recorded:
+        return env
+    return recorded
+
+
 def ui_command(uri: str) -> str:
-    """The command that opens this store in the MLflow UI (http://127.0.0.1:5000)."""
+    """The command that opens this store in the MLflow UI (http://127.0.0.1:5000);
+    credentials in ``uri`` are masked."""
+    uri = display_uri(uri)
     if uri.startswith(("http://", "https://", "databricks")):
         return f"open {uri} in a browser (the tracking server's own UI)"
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"

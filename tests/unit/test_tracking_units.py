@@ -25,7 +25,13 @@ from components.tracking import (
     training_metrics,
     ui_command,
 )
-from components.tracking.store import artifact_root_for, default_tracking_uri, mlflow_settings
+from components.tracking.store import (
+    artifact_root_for,
+    default_tracking_uri,
+    display_uri,
+    mlflow_settings,
+    reconnect_uri,
+)
 
 REPORT = {
     "metrics": {
@@ -249,6 +255,29 @@ def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     settings = mlflow_settings({"mlflow": {"experiment_name": "x", "tracking_uri": None}})
     assert settings["experiment_name"] == "x" and settings["tracking_uri"] is None
+
+
+def test_store_uris_with_credentials_are_masked_wherever_they_are_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A team store's password (from the environment) never reaches what is printed,
+    logged or recorded; a recorded, masked URI reconnects through MLFLOW_TRACKING_URI."""
+    database = "postgresql://mlflow:pg-s3cret@db.internal:5432/mlflow"
+    server = "https://reviewer:tok-s3cret@mlflow.internal"
+    assert display_uri(database) == "postgresql://***@db.internal:5432/mlflow"
+    assert display_uri(server) == "https://***@mlflow.internal"
+    assert display_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    for uri in (database, server):
+        shown = ui_command(uri)
+        assert "s3cret" not in shown and "***@" in shown
+    assert ui_command(database).startswith("mlflow ui --backend-store-uri postgresql://***@db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    assert reconnect_uri(display_uri(server)) == server
+    assert reconnect_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    # a record of another store is not pointed at the environment's
+    assert reconnect_uri(display_uri(database)) == display_uri(database)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert reconnect_uri(display_uri(server)) == display_uri(server)
 
 
 def test_format_dim_table() -> None:
