@@ -41,8 +41,10 @@ APPROVAL_AT = "approval_at"
 PENDING, APPROVED, REJECTED, TIMED_OUT = "pending", "approved", "rejected", "timed_out"
 #: ``validation_status`` of a version a person rejected (the gate itself passed it).
 HUMAN_REJECTED = "rejected"
-# MLflow caps tag values (5000 characters in its SQL store).
+# MLflow's SQL store caps tag values and version descriptions at 5000 characters
+# (enforced by PostgreSQL, not by SQLite).
 _MAX_TAG = 5000
+_MAX_DESCRIPTION = 5000
 
 ApprovalDecision = Literal["approved", "rejected", "timed_out"]
 
@@ -106,6 +108,21 @@ def approval_section(
     return "\n".join(section)
 
 
+def append_section(description: str, section: str, limit: int = _MAX_DESCRIPTION) -> str:
+    """``description`` followed by ``section``, within ``limit`` characters: the section is
+    kept whole (cut only if it alone is too long), the existing text is shortened with "…".
+
+    Example:
+        >>> append_section("x" * 10, " [A]", limit=9)
+        'xxxx… [A]'
+    """
+    section = section[:limit]
+    room = limit - len(section)
+    if len(description) > room:
+        description = description[: max(room - 1, 0)] + ("…" if room > 0 else "")
+    return description + section
+
+
 def record_approval(
     model_name: str,
     version: str | int,
@@ -161,9 +178,8 @@ def record_approval(
             after = number
         elif decision == REJECTED:
             client.set_model_version_tag(name, number, VALIDATION_STATUS, HUMAN_REJECTED)
-        description = (target.description or "") + approval_section(
-            decision, reviewer, comment, at, before
-        )
+        section = approval_section(decision, reviewer, comment, at, before)
+        description = append_section(target.description or "", section)
         client.update_model_version(name, number, description=description.lstrip())
         log.info("%s v%s: %s by %s", name, number, decision, reviewer or "nobody")
         who = f" by {reviewer}" if reviewer else ""
