@@ -34,13 +34,14 @@ BLOCK_START = "<!-- training-speed:start -->"
 BLOCK_END = "<!-- training-speed:end -->"
 
 
-def replace_block(path: Path, body: str) -> None:
-    """Put ``body`` between the training-speed markers of ``path`` (appended if absent)."""
-    block = f"{BLOCK_START}\n{body.rstrip()}\n{BLOCK_END}"
+def replace_block(path: Path, body: str, start: str = BLOCK_START, end: str = BLOCK_END) -> None:
+    """Put ``body`` between the markers ``start`` / ``end`` of ``path`` (appended if
+    absent); the default markers are the training-speed block's."""
+    block = f"{start}\n{body.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else ""
-    if BLOCK_START in text and BLOCK_END in text:
-        head, rest = text.split(BLOCK_START, 1)
-        tail = rest.split(BLOCK_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"

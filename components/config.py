@@ -45,6 +45,12 @@ class LossConfig(FrozenModel):
         gamma: weight of the ranking loss (Eq. 5).
         top_k: neighbours per anchor for the top-k loss (Eq. 2), self excluded.
         negatives_per_positive: random corpus negatives per positive for Eq. 5.
+        ranking_pairs_per_step: the most (query, labelled document) pairs Eq. 5 scores in
+            one step. A batch with more (dense labels: tens of graded positives per query)
+            scores a sample of this many, every query keeping at least one while the budget
+            allows, so a step costs the same whatever the labels' density. ``None``: all.
+            The default is above what a SciFact batch holds (about 145 pairs for 128
+            queries), so there the loss is unchanged.
         ranking_scale: multiplies cosine differences inside Eq. 5's log(1 + exp(·)); 1.0 is
             the paper's loss. Cosine gaps are small, so at 1.0 the loss is almost linear
             and every negative pulls alike; 5.0 weights hard negatives more (SciFact, 3
@@ -58,6 +64,7 @@ class LossConfig(FrozenModel):
     gamma: float = Field(default=1.0, ge=0)
     top_k: int = Field(default=10, ge=1)
     negatives_per_positive: int = Field(default=10, ge=1)
+    ranking_pairs_per_step: int | None = Field(default=192, ge=1)
     ranking_scale: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
@@ -116,7 +123,12 @@ class OptimConfig(FrozenModel):
         learning_rate: Adam learning rate.
         batch_size: anchors per step (corpus embeddings for Eq. 1-3, queries for Eq. 5).
         max_iterations: hard cap on optimiser steps.
-        patience: stop after this many iterations without a held-out improvement.
+        patience: stop after this many held-out evaluations without an improvement
+            (evaluations, not steps: the cost of waiting is the same at any ``eval_every``).
+        start_patience: stop after this many evaluations when none has beaten the starting
+            point (step 0): the stage cannot improve on its start (on MiniLM, stage 1 never
+            beats the SVD rotation), so waiting the full ``patience`` is wasted time.
+            ``None``: no such rule (only ``patience``).
         eval_every: iterations between held-out evaluations.
         weight_decay: Adam's L2 penalty on the adaptor's weights (0 = none; the residual is
             already kept small by Eq. 3).
@@ -125,7 +137,8 @@ class OptimConfig(FrozenModel):
     learning_rate: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=128, ge=2)
     max_iterations: int = Field(default=5000, ge=1)
-    patience: int = Field(default=500, ge=1)
+    patience: int = Field(default=10, ge=1)
+    start_patience: int | None = Field(default=None, ge=1)
     eval_every: int = Field(default=50, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
 

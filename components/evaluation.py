@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from components.baselines import Embedder
 from components.config import EvaluationConfig, default_prefix_dims
 from components.layout import LONG_CSV, METRICS_FILE, PLOT_PNG
 from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
+
+log = logging.getLogger(__name__)
 
 BASE_METHOD = "base"
 
@@ -161,7 +165,15 @@ def evaluate_methods(
     depth = max(config.ndcg_k, config.recall_k, config.mrr_k)
     ndcg_name, recall_name, mrr_name = metric_names(config)
     rows = []
+    log.info(
+        "evaluating %d methods at %d sizes: %d queries against %d documents",
+        len(methods),
+        len(dims),
+        len(rows_idx),
+        corpus.shape[0],
+    )
     for name, method in methods.items():
+        started = time.perf_counter()
         # Prefixes of the normalised full-d output equal the normalised prefixes, so each
         # method embeds once and every m is a slice.
         full_corpus = method.embed(corpus, d)
@@ -184,4 +196,5 @@ def evaluate_methods(
                     mrr_name: values["mrr"],
                 }
             )
+        log.info("evaluated %s in %.1f s", name, time.perf_counter() - started)
     return EvaluationReport(table=pd.DataFrame(rows), config=config, query_count=len(rows_idx))

@@ -104,6 +104,7 @@ def ranking_loss(
     dims: Sequence[int],
     weights: Sequence[float],
     scale: float = 1.0,
+    anchors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 5, relevance-weighted RankNet over every ordered pair of candidates per query.
 
@@ -120,10 +121,18 @@ def ranking_loss(
         relevance: ``[Q, N]`` graded labels y >= 0 (0 for unlabelled candidates).
         scale: multiplies score differences (1.0 is the paper's loss; cosine differences
             are small, so a larger scale sharpens the gradient).
+        anchors: ``[Q, N]`` bool, the labelled pairs that act as j (a sample of them when
+            labels are dense); default every labelled pair. Labelled candidates outside it
+            still count with their grade as k, so they are never taken for negatives.
     """
     if bool((relevance < 0).any()):
         raise ValueError("ranking_loss: relevance labels must be >= 0")
-    query_of_pair, doc_of_pair = relevance.nonzero(as_tuple=True)  # the labelled j
+    labelled = relevance > 0
+    if anchors is not None:
+        if anchors.shape != relevance.shape or bool((anchors & ~labelled).any()):
+            raise ValueError("ranking_loss: anchors must be labelled pairs of relevance's shape")
+        labelled = anchors
+    query_of_pair, doc_of_pair = labelled.nonzero(as_tuple=True)  # the labelled j
     gain = relevance[query_of_pair, doc_of_pair].unsqueeze(1) - relevance[query_of_pair]
     counted = gain > 0  # [P, N]: 1[y_ij > y_ik]
     count = counted.sum()

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,13 @@ from components.losses import (
     unsupervised_objective,
 )
 from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
+from components.progress import DEFAULT_INTERVAL_S, ProgressMode, StepProgress
 
 logger = logging.getLogger(__name__)
+
+#: Why a phase ended: its step budget, ``patience`` evaluations without a better held-out
+#: score, or ``start_patience`` evaluations none of which beat the starting point.
+StopReason = Literal["max_iterations", "patience", "start_is_best"]
 
 
 @dataclass
@@ -58,6 +64,7 @@ class OptimResult:
     iterations: int
     stopped_early: bool
     seconds: float
+    stop_reason: StopReason = "max_iterations"
     history: list[dict[str, float]] = field(default_factory=list)
     evaluations: list[dict[str, float]] = field(default_factory=list)
 
@@ -73,6 +80,7 @@ class OptimResult:
             "score_name": self.score_name,
             "iterations": self.iterations,
             "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 2),
             "iterations_per_second": round(self.iterations_per_second, 1),
         }
@@ -184,32 +192,69 @@ def _optimise(
     evaluate: Callable[[], float],
     higher_is_better: bool,
     score_name: str,
+    progress_mode: ProgressMode = "auto",
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> OptimResult:
-    """The loop shared by both stages: Adam, periodic held-out score, patience, best copy."""
+    """The loop shared by both stages: Adam, periodic held-out score, patience, best copy;
+    progress (step, loss, held-out, best, ETA) at least every ``progress_interval_s``."""
     optimizer = torch.optim.Adam(
         adaptor.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     sign = 1.0 if higher_is_better else -1.0
+    progress = StepProgress(
+        phase,
+        settings.max_iterations,
+        settings.patience * settings.eval_every,
+        score_name,
+        higher_is_better,
+        start_patience=(
+            settings.start_patience * settings.eval_every if settings.start_patience else None
+        ),
+        mode=progress_mode,
+        interval_s=progress_interval_s,
+    )
     best_score = evaluate()
+    progress.evaluated(0, best_score)
     best_iteration, best_state = 0, copy.deepcopy(adaptor.state_dict())
     evaluations = [{"step": 0, score_name: best_score}]
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     iteration = 0
-    stopped_early = False
+    stop_reason: StopReason = "max_iterations"
+    since_best = 0  # evaluations since the best one
     for iteration in range(1, settings.max_iterations + 1):
         terms = train_step(adaptor, optimizer, compute_loss)
         history.append({"step": iteration, **terms.as_floats()})
+        progress.step(iteration, history[-1]["loss"])
         if iteration % settings.eval_every == 0 or iteration == settings.max_iterations:
             score = evaluate()
             evaluations.append({"step": iteration, score_name: score})
+            progress.evaluated(iteration, score)
+            since_best += 1
             if sign * score > sign * best_score:
                 best_score, best_iteration = score, iteration
                 best_state = copy.deepcopy(adaptor.state_dict())
-            if iteration - best_iteration >= settings.patience:
-                stopped_early = True
+                since_best = 0
+            start_limit = settings.start_patience
+            if best_iteration == 0 and start_limit is not None and since_best >= start_limit:
+                stop_reason = "start_is_best"
+                break
+            if since_best >= settings.patience:
+                stop_reason = "patience"
                 break
     seconds = time.perf_counter() - start
+    stopped_early = stop_reason != "max_iterations"
+    progress.close(stopped_early)
+    if stop_reason == "start_is_best":
+        logger.info(
+            "%s stage: no held-out evaluation in %d (%d steps) beat the starting point "
+            "(%s=%.5f): stopped and kept the start unchanged",
+            phase,
+            len(evaluations) - 1,
+            iteration,
+            score_name,
+            best_score,
+        )
     adaptor.load_state_dict(best_state)
     adaptor.eval()
     result = OptimResult(
@@ -219,6 +264,7 @@ def _optimise(
         score_name=score_name,
         iterations=iteration,
         stopped_early=stopped_early,
+        stop_reason=stop_reason,
         seconds=seconds,
         history=history,
         evaluations=evaluations,
@@ -246,6 +292,8 @@ def train_unsupervised(
     corpus: torch.Tensor | np.ndarray,
     config: MethodConfig,
     adaptor: MatryoshkaAdaptor | None = None,
+    *,
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> tuple[MatryoshkaAdaptor, OptimResult]:
     """Stage 1: minimise Eq. 4 on the corpus; early-stop on a held-out share of it.
 
@@ -254,6 +302,7 @@ def train_unsupervised(
             neighbours).
         config: adaptor shape, losses and training settings.
         adaptor: start from this adaptor (default: a fresh one, see :func:`build_adaptor`).
+        progress_interval_s: the most seconds between two progress lines.
 
     Returns:
         The adaptor with the best held-out weights, and the stage's result.
@@ -322,6 +371,7 @@ def train_unsupervised(
             if train.unsupervised_stopping == "heldout_loss"
             else "heldout_neighbour_ndcg"
         ),
+        progress_interval_s=progress_interval_s,
     )
     return adaptor.cpu(), result
 
@@ -355,6 +405,48 @@ class LabelledQueries:
         return matrix
 
 
+def sample_pairs(
+    labels: list[list[tuple[int, int]]], budget: int | None, generator: torch.Generator
+) -> list[list[tuple[int, int]]]:
+    """At most ``budget`` labelled pairs of a batch, spread over its queries.
+
+    Dense labels (tens of graded positives per query) would make Eq. 5's work per step grow
+    with them; a fixed budget keeps a step's cost flat. Each query's labels are shuffled and
+    taken round-robin (first one label of every query, then a second, ...), so every query
+    keeps at least one while the budget allows.
+
+    Args:
+        labels: per query of the batch, its ``(corpus index, score)`` labels.
+        budget: the most pairs to keep; ``None`` or a batch within it: ``labels`` itself.
+        generator: the step's random generator (drawn from only when sampling).
+
+    Returns:
+        Per query, the labels kept (``labels`` itself when nothing had to be dropped).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> kept = sample_pairs([[(1, 1), (2, 2), (3, 1)], [(4, 1)]], 3, g)
+        >>> [len(k) for k in kept], kept[1]
+        ([2, 1], [(4, 1)])
+    """
+    total = sum(len(query) for query in labels)
+    if budget is None or total <= budget:
+        return labels
+    shuffled = [
+        [query[i] for i in torch.randperm(len(query), generator=generator).tolist()]
+        for query in labels
+    ]
+    kept: list[list[tuple[int, int]]] = [[] for _ in labels]
+    taken, depth = 0, 0
+    while taken < budget:
+        for row, query in enumerate(shuffled):
+            if depth < len(query) and taken < budget:
+                kept[row].append(query[depth])
+                taken += 1
+        depth += 1
+    return kept
+
+
 @torch.no_grad()
 def mean_ndcg_over_prefixes(
     adaptor: MatryoshkaAdaptor,
@@ -383,6 +475,8 @@ def train_supervised(
     train_qrels: pd.DataFrame,
     config: MethodConfig,
     adaptor: MatryoshkaAdaptor,
+    *,
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> tuple[MatryoshkaAdaptor, OptimResult]:
     """Stage 2: minimise Eq. 6 from ``adaptor``'s weights (normally stage 1's best).
 
@@ -398,6 +492,7 @@ def train_supervised(
             never be passed here.
         config: losses and training settings.
         adaptor: the starting adaptor (trained further in place and returned).
+        progress_interval_s: the most seconds between two progress lines.
     """
     corpus = check_embeddings(corpus, "corpus")
     queries = check_embeddings(queries, "queries", corpus.shape[1])
@@ -433,21 +528,31 @@ def train_supervised(
     step_generator = torch.Generator().manual_seed(train.seed + 3)
     fitting_queries = fitting.embeddings.to(device)
     n_docs = corpus.shape[0]
-    column_of = torch.full((n_docs,), -1, dtype=torch.long)
+    column_of = np.full(n_docs, -1, dtype=np.int64)  # corpus index -> candidate column
 
     def compute_loss() -> LossTerms:
         anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
         batch = torch.randperm(len(fitting.labels), generator=step_generator)[:query_batch]
-        positives = sorted({doc for row in batch.tolist() for doc, _ in fitting.labels[row]})
+        batch_labels = [fitting.labels[row] for row in batch.tolist()]
+        chosen = sample_pairs(batch_labels, config.loss.ranking_pairs_per_step, step_generator)
+        positives = sorted({doc for labels in chosen for doc, _ in labels})
         n_negatives = config.loss.negatives_per_positive * len(positives)
         negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
-        candidates = torch.as_tensor(sorted(set(positives) | set(negatives)))
-        column_of[candidates] = torch.arange(len(candidates))
+        candidate_list = sorted(set(positives) | set(negatives))
+        candidates = torch.as_tensor(candidate_list)
+        column_of[candidate_list] = np.arange(len(candidate_list))
         relevance = torch.zeros(len(batch), len(candidates))
-        for i, row in enumerate(batch.tolist()):
-            for doc, score in fitting.labels[row]:
-                relevance[i, column_of[doc]] = float(score)
-        column_of[candidates] = -1
+        for i, labels in enumerate(batch_labels):  # every label present, sampled or not
+            for doc, score in labels:
+                if column_of[doc] >= 0:
+                    relevance[i, int(column_of[doc])] = float(score)
+        pair_mask = None
+        if chosen is not batch_labels:
+            pair_mask = torch.zeros(len(batch), len(candidates), dtype=torch.bool)
+            for i, labels in enumerate(chosen):
+                for doc, _ in labels:
+                    pair_mask[i, int(column_of[doc])] = True
+        column_of[candidate_list] = -1
         ranked_inputs = torch.cat(
             [fitting_queries[batch.to(device)], corpus_device[candidates.to(device)]]
         )
@@ -469,6 +574,7 @@ def train_supervised(
             dims,
             weights,
             scale=config.loss.ranking_scale,
+            anchors=None if pair_mask is None else pair_mask.to(device),
         )
         return supervised_objective(unsupervised, rank, config.loss.gamma)
 
@@ -485,6 +591,7 @@ def train_supervised(
         evaluate,
         higher_is_better=True,
         score_name="heldout_ndcg_at_10",
+        progress_interval_s=progress_interval_s,
     )
     return adaptor.cpu(), result
 

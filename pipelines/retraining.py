@@ -408,7 +408,9 @@ def log_results(
                 "queries": str(passed.get("queries", "")),
             },
         )
-    tags = run.log_lineage(checkout, root / "dvc.lock", code_root=REPO_ROOT)
+    tags = run.log_lineage(
+        checkout, root / "dvc.lock", code_root=REPO_ROOT, dataset_fingerprint=fingerprint
+    )
     run.log_tags({f"stage.{name}": status for name, status in stage_status.items()})
     for name in ("dvc.lock", DVC_FILE, str(PARAMS_FILE)):
         run.log_artifact_path(root / name, "lineage")

@@ -4,7 +4,8 @@ Providers (``local`` sentence-transformers, ``openai``-compatible APIs, ``google
 Vertex) sit behind one interface; a content-addressed cache makes re-runs free and resumes
 after crashes; shards let the work spread over independent tasks. Heavy packages
 (sentence-transformers, openai, google-genai) are imported only by the provider that needs
-them, and only when something is not cached.
+them, and only when something is not cached. ``precomputed`` runs no model: the embed stage
+reads vectors shipped in ``<dataset>/embeddings/`` (:mod:`.precomputed`).
 
 Example:
     >>> from components.embedding import EmbeddingConfig, embed_texts

@@ -25,7 +25,7 @@ log = logging.getLogger("components.embedding")
 
 # flag -> (EmbeddingConfig field, type)
 _OVERRIDES: dict[str, tuple[str, Any, str]] = {
-    "--provider": ("provider", str, "local | openai | google"),
+    "--provider": ("provider", str, "local | openai | google | precomputed"),
     "--model": ("model", str, "model id, or local model directory"),
     "--dimensions": ("dimensions", int, "requested output dimension"),
     "--batch-size": ("batch_size", int, "texts per request"),

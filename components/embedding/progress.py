@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 import time
-from typing import Literal, NamedTuple
+from typing import NamedTuple
+
+from components.progress import DEFAULT_INTERVAL_S, ProgressMode, format_duration, resolve_mode
 
 log = logging.getLogger("components.embedding.progress")
 
@@ -43,13 +44,6 @@ def parse_progress_line(line: str) -> ProgressPoint | None:
     return ProgressPoint(match["desc"], int(match["done"]), int(match["total"]))
 
 
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
 class Progress:
     """Counts texts done; thread-safe.
 
@@ -64,11 +58,10 @@ class Progress:
         self,
         total: int,
         desc: str,
-        mode: Literal["auto", "bar", "log", "off"] = "auto",
-        interval_s: float = 10.0,
+        mode: ProgressMode = "auto",
+        interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "log"
+        mode = resolve_mode(mode)
         self.total, self.desc, self.mode, self.interval_s = total, desc, mode, interval_s
         self.done = 0
         self._lock = threading.Lock()
@@ -100,7 +93,7 @@ class Progress:
         rate = self.done / elapsed
         pct = 100.0 * self.done / self.total if self.total else 100.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta_text = _fmt_duration(eta) if eta != float("inf") else "?"
+        eta_text = format_duration(eta) if eta != float("inf") else "?"
         return (
             f"{self.desc}: {self.done}/{self.total} texts ({pct:.0f}%), "
             f"{rate:.1f} texts/s, ETA {eta_text}"

@@ -48,7 +48,7 @@ class ProviderIdentity:
     """What the cache and the metadata need to know about a provider, without loading it.
 
     Attributes:
-        provider: ``local``, ``openai`` or ``google``.
+        provider: ``local``, ``openai``, ``google`` or ``precomputed`` (no model).
         model: model id recorded in the cache key and ``meta.json`` (for local models: the
             name plus a fingerprint of the model files).
         task_types: whether query and document embeddings differ (Google task types, local
@@ -218,6 +218,12 @@ def create_provider(
 ) -> EmbeddingProvider:
     """Build a new provider: imports the class named by the spec's ``factory`` (and, in its
     constructor, the heavy package it needs)."""
+    if config.spec.factory is None:
+        raise ProviderSetupError(
+            f"embedding.provider '{config.provider}' embeds no text: the embed stage reads "
+            "the vectors shipped in <dataset>/embeddings/ (docs/embedding.md, "
+            '"Bring your own vectors")'
+        )
     module, _, name = config.spec.factory.partition(":")
     factory = getattr(importlib.import_module(module), name)
     return factory(config, identity or provider_identity(config))

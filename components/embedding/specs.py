@@ -17,6 +17,8 @@ Example:
     (100, 'RETRIEVAL_QUERY')
     >>> spec_for("local").is_api, spec_for("local").requires_model
     (False, False)
+    >>> spec_for("precomputed").reads_vector_files, spec_for("precomputed").factory
+    (True, None)
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ class ProviderSpec:
         model_prefix: stripped from configured model ids (``models/`` for Gemini).
         documented_dimensions: native output sizes of hosted models from the provider's
             documentation (trusted only on the public endpoint, without ``base_url``).
+        reads_vector_files: no model at all: the vectors ship with the dataset
+            (``<dataset>/embeddings/``, :mod:`.precomputed`) and the embed stage reads them;
+            ``factory`` is then ``None`` (nothing embeds text).
     """
 
     name: str
     is_api: bool
-    factory: str
+    factory: str | None
     max_batch_size: int
     default_max_input_tokens: int | None = None
     default_max_batch_tokens: int | None = None
@@ -68,6 +73,7 @@ class ProviderSpec:
     example_model: str | None = None
     model_prefix: str = ""
     documented_dimensions: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    reads_vector_files: bool = False
 
     @property
     def requires_model(self) -> bool:
@@ -105,7 +111,7 @@ class ProviderSpec:
         """The model is a local directory: identified by a fingerprint of its files, with
         task types from its prompts, the token limit from its ``max_seq_length`` and the
         output size from the loaded model."""
-        return not self.is_api
+        return not self.is_api and not self.reads_vector_files
 
 
 #: The provider table (see "Adding a provider" above).
@@ -157,6 +163,13 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
                         "embedding-001": 768,
                     }
                 ),
+            ),
+            ProviderSpec(
+                name="precomputed",
+                is_api=False,
+                factory=None,  # the embed stage reads <dataset>/embeddings/ instead
+                max_batch_size=100_000,  # unused: nothing is batched
+                reads_vector_files=True,
             ),
         )
     }

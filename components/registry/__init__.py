@@ -3,8 +3,9 @@
 One module per job: :mod:`.packaging` (the pyfunc model: save/log), :mod:`.load`,
 :mod:`.register` (new version → ``@challenger``, ``validation_status=pending``),
 :mod:`.gate` (pure decision), :mod:`.promotion` (aliases, tags, rollback), :mod:`.report`
-(review report), :mod:`.evaluation_set` (the frozen set everything is scored on),
-:mod:`.config` (``registry:`` in params.yaml) and :mod:`.cli`. Imports here stay light:
+(review report), :mod:`.description` (the version page's Markdown),
+:mod:`.evaluation_set` (the frozen set everything is scored on), :mod:`.config`
+(``registry:`` in params.yaml) and :mod:`.cli`. Imports here stay light:
 MLflow is imported inside the functions that use it.
 
 Example:
@@ -21,6 +22,8 @@ _EXPORTS = {
     "CHALLENGER": "config",
     "CHAMPION": "config",
     "RegistryConfig": "config",
+    "append_section": "description",
+    "version_description": "description",
     "EvaluationSet": "evaluation_set",
     "load_evaluation_set": "evaluation_set",
     "DimensionCheck": "gate",

@@ -13,7 +13,8 @@ pauses (Prefect's human-in-the-loop input, ``pipelines/approval.py``), showing
 
 Every decision sets the tags ``approval_decision``, ``approval_reviewer``,
 ``approval_comment``, ``approval_at`` and appends an "Approval" section to the version's
-description (the existing description is kept).
+description (:func:`components.registry.description.append_section`: the existing text is
+kept, the whole within MLflow's 5000 characters).
 
 Example:
     >>> outcome = record_approval("matryoshka-adaptor", "3", "approved",
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 from components.registry.client import alias_version, registry_session, require_version
 from components.registry.config import CHAMPION
+from components.registry.description import append_section
 from components.registry.gate import GateDecision
 from components.registry.register import PASSED, VALIDATION_STATUS
 
@@ -41,10 +43,8 @@ APPROVAL_AT = "approval_at"
 PENDING, APPROVED, REJECTED, TIMED_OUT = "pending", "approved", "rejected", "timed_out"
 #: ``validation_status`` of a version a person rejected (the gate itself passed it).
 HUMAN_REJECTED = "rejected"
-# MLflow's SQL store caps tag values and version descriptions at 5000 characters
-# (enforced by PostgreSQL, not by SQLite).
+# MLflow's SQL store caps tag values at 5000 characters (enforced by PostgreSQL).
 _MAX_TAG = 5000
-_MAX_DESCRIPTION = 5000
 
 ApprovalDecision = Literal["approved", "rejected", "timed_out"]
 
@@ -102,25 +102,10 @@ def approval_section(
         head = f"**{decision}** by {reviewer or 'unknown'} at {at}."
         if decision == APPROVED:
             head += f" @{CHAMPION}: {f'v{champion}' if champion else 'none'} → this version."
-    section = ["", "", "### Approval", "", head]
+    section = ["### Approval", "", head]
     if comment:
         section += ["", "> " + comment.strip().replace("\n", "\n> ")]
     return "\n".join(section)
-
-
-def append_section(description: str, section: str, limit: int = _MAX_DESCRIPTION) -> str:
-    """``description`` followed by ``section``, within ``limit`` characters: the section is
-    kept whole (cut only if it alone is too long), the existing text is shortened with "…".
-
-    Example:
-        >>> append_section("x" * 10, " [A]", limit=9)
-        'xxxx… [A]'
-    """
-    section = section[:limit]
-    room = limit - len(section)
-    if len(description) > room:
-        description = description[: max(room - 1, 0)] + ("…" if room > 0 else "")
-    return description + section
 
 
 def record_approval(
@@ -179,8 +164,8 @@ def record_approval(
         elif decision == REJECTED:
             client.set_model_version_tag(name, number, VALIDATION_STATUS, HUMAN_REJECTED)
         section = approval_section(decision, reviewer, comment, at, before)
-        description = append_section(target.description or "", section)
-        client.update_model_version(name, number, description=description.lstrip())
+        description = append_section(target.description, section)
+        client.update_model_version(name, number, description=description)
         log.info("%s v%s: %s by %s", name, number, decision, reviewer or "nobody")
         who = f" by {reviewer}" if reviewer else ""
         return PromotionOutcome(

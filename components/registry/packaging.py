@@ -2,7 +2,8 @@
 
 The model carries the adaptor directory (``adaptor.json`` + ``adaptor.safetensors``), a
 ``metadata.json`` (provider, base model, d, trained sizes, per-dimension nDCG@10 of every
-method, recommended dimension, dataset fingerprint, git commit, DVC hashes), a signature
+method, recommended dimension, dataset fingerprint, git commit, ``dvc.lock`` digest; the full
+lineage is the run's ``lineage/lineage.json``), a signature
 (float32 tensor ``[-1, d]`` in, ``[-1, -1]`` out, param ``dim``), explicit pip
 requirements, and a minimal copy of the ``components`` package (``__init__``, ``adaptor``,
 ``config``): loading needs torch and numpy, not Prefect, DVC or Great Expectations.
@@ -34,7 +35,7 @@ DEFAULT_ARTIFACT_NAME = "adaptor_model"
 # The modules the pyfunc imports on load; nothing else of `components` travels with it.
 _SHIPPED_MODULES = ("__init__.py", "adaptor.py", "config.py")
 _BASELINE_HINTS = ("base", "pca", "svd_rotation")
-METADATA_KEYS = ("provider", "base_model", "dataset_fingerprint", "git_commit", "dvc_hashes")
+METADATA_KEYS = ("provider", "base_model", "dataset_fingerprint", "git_commit", "dvc_lock_digest")
 
 
 def _json_safe(value: Any) -> Any:
@@ -107,7 +108,7 @@ def build_model_metadata(
         adaptor_dir: the adaptor directory (its ``adaptor.json`` metadata fills gaps).
         evaluation_metrics: the evaluate stage's ``metrics.json`` payload.
         metadata: run metadata; recognised keys: ``provider``, ``base_model``,
-            ``trained_dims``, ``dataset_fingerprint``, ``git_commit``, ``dvc_hashes``,
+            ``trained_dims``, ``dataset_fingerprint``, ``git_commit``, ``dvc_lock_digest``,
             ``adaptor_method``, ``recommended_dim``; other keys are kept as they are.
         method: the adaptor's method name in the evaluation (default: see
             :func:`pick_adaptor_method`).
@@ -130,7 +131,6 @@ def build_model_metadata(
         recommended = (evaluation.get("recommended_dim") or {}).get(adaptor_method)
     recommended_dim = _nearest_trained(recommended, trained_dims)
     out = {key: merged.get(key) for key in METADATA_KEYS}
-    out["dvc_hashes"] = merged.get("dvc_hashes") or {}
     out.update(
         {
             "d": d,
@@ -221,6 +221,7 @@ def staged_model_inputs(
                     "adaptor_method",
                     "dataset_fingerprint",
                     "git_commit",
+                    "dvc_lock_digest",
                 )
             },
         }

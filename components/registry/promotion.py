@@ -13,8 +13,10 @@ review report to the challenger, then, by ``run_mode``:
   is a rejection as in ``enabled``;
 * ``enabled``: pass → ``champion`` moves to the challenger, which is tagged
   ``validation_status=passed``, ``previous_champion`` and ``promoted_at``; fail → the champion
-  is untouched, the version is tagged ``validation_status=failed`` and its description says
-  which size failed by how much.
+  is untouched, the version is tagged ``validation_status=failed``.
+
+After an ``enabled`` gate the version's description is rewritten with the re-evaluated
+per-dimension table, the verdict (which size failed by how much) and the outcome.
 
 Example:
     >>> from components.params import load_params
@@ -48,6 +50,7 @@ from components.registry.register import (
     attach_review_report,
 )
 from components.registry.report import ReviewReport, build_review_report
+from components.tracking.lineage import lineage_uri, read_run_lineage
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,14 @@ def evaluate_candidates(
         champion_version=champion_version,
     )
     on_set = report.recommended_dims().get("challenger")
-    meta = {**meta, "recommended_dim_on_set": on_set}
+    run_id = client.get_model_version(model_name, challenger_version).run_id
+    lineage = read_run_lineage(client, run_id)
+    meta = {
+        **meta,
+        "recommended_dim_on_set": on_set,
+        "lineage": lineage,
+        "lineage_uri": lineage_uri(run_id) if lineage is not None else None,
+    }
     return decision, table, meta
 
 
@@ -269,6 +279,15 @@ def promote(
             from components.registry.approval import APPROVAL_DECISION, PENDING
 
             client.set_model_version_tag(model_name, candidate, APPROVAL_DECISION, PENDING)
+            client.update_model_version(
+                model_name,
+                candidate,
+                description=report.description(
+                    f"Waiting for a person's approval in the Prefect UI "
+                    f"(`{APPROVAL_DECISION}={PENDING}`); `@{CHAMPION}` unchanged "
+                    f"({'v' + champion_before if champion_before else 'none'}) until then."
+                ),
+            )
             return PromotionOutcome(
                 action="awaiting_approval",
                 model_name=model_name,
@@ -285,9 +304,9 @@ def promote(
             client.update_model_version(
                 model_name,
                 candidate,
-                description=(
-                    f"{decision.summary()} Promoted to @{CHAMPION} at {_now()} "
-                    f"(previous champion: {champion_before or 'none'})."
+                description=report.description(
+                    f"Promoted to `@{CHAMPION}` at {_now()} "
+                    f"(previous champion: {'v' + champion_before if champion_before else 'none'})."
                 ),
             )
             return PromotionOutcome(
@@ -301,7 +320,14 @@ def promote(
                 message=decision.summary(),
             )
         client.set_model_version_tag(model_name, candidate, VALIDATION_STATUS, FAILED)
-        client.update_model_version(model_name, candidate, description=decision.summary())
+        client.update_model_version(
+            model_name,
+            candidate,
+            description=report.description(
+                f"Not promoted: `validation_status=failed`, `@{CHAMPION}` unchanged "
+                f"({'v' + champion_before if champion_before else 'none'})."
+            ),
+        )
         return PromotionOutcome(
             action="rejected",
             model_name=model_name,
@@ -383,9 +409,10 @@ def rollback(
                 message=f"v{target_version} already is @{CHAMPION}",
             )
         if target.tags.get(VALIDATION_STATUS) == FAILED and not force:
+            verdict = (target.description or "").strip().splitlines()[:1]  # the gate's line
             raise ValueError(
                 f"{model_name} v{target_version} failed the promotion gate "
-                f"({target.description}); pass force=True (--force) to serve "
+                f"({''.join(verdict).replace('*', '')}); pass force=True (--force) to serve "
                 "it anyway"
             )
         _set_champion(

@@ -28,32 +28,32 @@ from components.registry.config import CHALLENGER, CHAMPION, DEFAULT_BASELINES
 from components.registry.load import version_metadata
 from components.registry.packaging import build_model_metadata, log_adaptor_model
 from components.registry.report import build_review_report
+from components.tracking.lineage import DVC_LOCK_DIGEST_TAG, lineage_uri, read_run_lineage
 
 log = logging.getLogger(__name__)
 
 VALIDATION_STATUS = "validation_status"
 PENDING, PASSED, FAILED = "pending", "passed", "failed"
 REVIEW_TAG = "review_report"
+LINEAGE_TAG = "lineage"
 _MAX_TAG = 5000
 
 
-def version_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """Model-version tags: ``validation_status=pending`` plus searchable provenance."""
+# The searchable lineage on a version; the rest is in the run's lineage/lineage.json.
+LINEAGE_TAGS = ("dataset_fingerprint", "git_commit", DVC_LOCK_DIGEST_TAG)
+
+
+def version_tags(metadata: Mapping[str, Any], run_lineage_uri: str | None = None) -> dict[str, str]:
+    """Model-version tags: ``validation_status=pending``, what the model is (provider, base
+    model, d, sizes) and a few lineage tags (:data:`LINEAGE_TAGS` and ``lineage``, the
+    address of the run's lineage document)."""
     tags = {VALIDATION_STATUS: PENDING}
-    for key in (
-        "provider",
-        "base_model",
-        "d",
-        "recommended_dim",
-        "adaptor_method",
-        "dataset_fingerprint",
-        "git_commit",
-    ):
+    for key in ("provider", "base_model", "d", "recommended_dim", "adaptor_method", *LINEAGE_TAGS):
         if metadata.get(key) is not None:
             tags[key] = str(metadata[key])[:_MAX_TAG]
     tags["trained_dims"] = ",".join(str(m) for m in metadata.get("trained_dims") or [])
-    for key, value in (metadata.get("dvc_hashes") or {}).items():
-        tags[f"dvc.{key}"] = str(value)[:_MAX_TAG]
+    if run_lineage_uri:
+        tags[LINEAGE_TAG] = run_lineage_uri
     return tags
 
 
@@ -136,7 +136,7 @@ def register_run_model(
         evaluation_metrics: the evaluate stage's ``metrics.json`` payload
             (``{"metrics": method → str(m) → metric → value, "recommended_dim": ...}``).
         metadata: provenance: ``provider``, ``base_model``, ``dataset_fingerprint``,
-            ``git_commit``, ``dvc_hashes`` (dict), optionally ``trained_dims``,
+            ``git_commit``, ``dvc_lock_digest``, optionally ``trained_dims``,
             ``adaptor_method`` (default ``adaptor_supervised``, else
             ``adaptor_unsupervised``) and ``recommended_dim``; values missing here are
             taken from ``adaptor.json``. Never put secrets here: it is stored verbatim.
@@ -144,24 +144,27 @@ def register_run_model(
         tracking_uri: the MLflow store (default: see
             :func:`components.registry.client.resolve_uri`).
 
+    The full lineage is the run's ``lineage/lineage.json`` (logged by
+    :meth:`components.tracking.PipelineRun.log_lineage`): the version's ``lineage`` tag
+    points at it when the run has one, and the review report shows it.
+
     Returns:
         The new ``ModelVersion`` (tags include ``validation_status=pending``; alias
-        ``challenger`` points at it).
+        ``challenger`` points at it; the description carries the per-dimension table).
     """
     with registry_session(tracking_uri) as client:
         meta = build_model_metadata(adaptor_dir, evaluation_metrics, metadata)
+        lineage = read_run_lineage(client, run_id)
+        run_lineage = lineage_uri(run_id) if lineage is not None else None
         info = log_adaptor_model(adaptor_dir, meta, run_id=run_id)
         ensure_registered_model(client, model_name)
         model_version = client.create_model_version(
             model_name,
             source=info.model_uri,
             run_id=run_id,
-            tags=version_tags(meta),
+            tags=version_tags(meta, run_lineage),
             model_id=info.model_id,
-            description=(
-                f"Registered from run {run_id}: awaiting the promotion gate "
-                f"(recommended dim {meta['recommended_dim']} of d={meta['d']})."
-            ),
+            description=f"Registered from run {run_id}; the review follows.",
         )
         with tempfile.TemporaryDirectory(prefix="champion-meta-") as tmp:
             champion_version, champion_values = _champion_logged_numbers(
@@ -185,7 +188,7 @@ def register_run_model(
             version=model_version.version,
             table=report_table,
             baselines=baselines,
-            metadata=meta,
+            metadata={**meta, "lineage": lineage, "lineage_uri": run_lineage},
             champion_version=champion_version if champion_values else None,
             source=(
                 "Numbers from this run's evaluation; the champion's as logged by its own "
@@ -193,6 +196,13 @@ def register_run_model(
             ),
         )
         attach_review_report(client, model_version, report)
+        client.update_model_version(
+            model_name,
+            model_version.version,
+            description=report.description(
+                f"Registered from run `{run_id}` as the new `@{CHALLENGER}`."
+            ),
+        )
         # The alias moves last: a run killed before this point leaves a version that
         # discard_run_versions() removes, never a @challenger without its report.
         client.set_registered_model_alias(model_name, CHALLENGER, model_version.version)

@@ -168,20 +168,22 @@ def review_from_params(
     )
 
 
-def same_lineage_version(client: Any, model_name: str, dvc_hashes: dict[str, str]) -> str | None:
-    """The version of ``model_name`` registered from identical DVC lineage, if any."""
-    if not dvc_hashes:
+def same_lineage_version(client: Any, model_name: str, dvc_lock_digest: str | None) -> str | None:
+    """The version of ``model_name`` registered from identical DVC lineage (the same
+    ``dvc_lock_digest`` tag: every stage ran on the same inputs and produced the same
+    outputs), if any."""
+    if not dvc_lock_digest:
         return None
     from mlflow.exceptions import MlflowException
+
+    from components.tracking.lineage import DVC_LOCK_DIGEST_TAG
 
     try:
         versions = client.search_model_versions(f"name='{model_name}'")
     except MlflowException:  # no registered model yet
         return None
-    wanted = {f"dvc.{key}": value for key, value in dvc_hashes.items()}
     for version in versions:
-        tags = version.tags or {}
-        if all(tags.get(key) == value for key, value in wanted.items()):
+        if (version.tags or {}).get(DVC_LOCK_DIGEST_TAG) == dvc_lock_digest:
             return str(version.version)
     return None
 
@@ -197,14 +199,17 @@ def register_pipeline_run(
     """Register a finished pipeline run's adaptor as the new ``@challenger``.
 
     The adaptor is the finetune stage's when it trained one, else the pretrain stage's. A
-    version with the identical DVC lineage (every ``dvc.lock`` hash) is not registered
-    again (a re-run where nothing changed). The MLflow run is tagged with the outcome.
+    version with the identical DVC lineage is not registered
+    again (a re-run where nothing changed: same ``dvc.lock`` digest). The MLflow run is
+    tagged with the outcome.
 
     Args:
         run: the :class:`components.tracking.PipelineRun` the model is logged into.
         layout: the run's outputs (``RunLayout().under(workspace)``).
         model_name: the registered model.
-        lineage_tags: the run's ``git_commit`` and ``dvc.<stage>.<path>`` tags.
+        lineage_tags: the tags :meth:`components.tracking.PipelineRun.log_lineage` set
+            (``git_commit``, ``dvc_lock_digest``); the run's ``lineage/lineage.json`` holds
+            the rest.
         before_register: called with the current ``@challenger`` version (or None) just
             before a new version is created, so a caller can record what to restore.
 
@@ -215,13 +220,12 @@ def register_pipeline_run(
     from components.registry.config import CHALLENGER
     from components.registry.register import register_run_model
     from components.tracking import read_json
+    from components.tracking.lineage import DVC_LOCK_DIGEST_TAG
 
     finetuned = (layout.finetune_adaptor / "adaptor.json").is_file()
     adaptor_dir = layout.finetune_adaptor if finetuned else layout.pretrain_adaptor
-    dvc_hashes = {
-        key[len("dvc.") :]: value for key, value in lineage_tags.items() if key.startswith("dvc.")
-    }
-    existing = same_lineage_version(run.client, model_name, dvc_hashes)
+    digest = lineage_tags.get(DVC_LOCK_DIGEST_TAG)
+    existing = same_lineage_version(run.client, model_name, digest)
     if existing is not None:
         log.info(
             "nothing changed since %s v%s (same DVC lineage): not registered", model_name, existing
@@ -237,7 +241,7 @@ def register_pipeline_run(
             "base_model": meta.get("model"),
             "dataset_fingerprint": meta.get("dataset_fingerprint"),
             "git_commit": lineage_tags.get("git_commit"),
-            "dvc_hashes": dvc_hashes,
+            "dvc_lock_digest": digest,
             "adaptor_method": "adaptor_supervised" if finetuned else "adaptor_unsupervised",
         }
         version = register_run_model(

@@ -3,7 +3,8 @@
 * :mod:`~components.tracking.naming`: the one metric-naming scheme
   (``{method}/{metric}/dim_{m}``, ``recommended_dim/{method}``, ``train/{stage}/{term}``);
 * :mod:`~components.tracking.params`: flattened, secret-free params;
-* :mod:`~components.tracking.lineage`: git commit and ``dvc.lock`` hashes as tags;
+* :mod:`~components.tracking.lineage`: git commit and ``dvc.lock`` hashes in one JSON
+  document (``lineage/lineage.json``) plus a few searchable tags;
 * :mod:`~components.tracking.store`: tracking URI (``MLFLOW_TRACKING_URI`` > params >
   ``sqlite:///<root>/mlflow/mlflow.db``) and experiments;
 * :mod:`~components.tracking.run`: :class:`PipelineRun`, one MLflow run per pipeline run;
@@ -12,7 +13,18 @@
 MLflow itself is imported only when a run is created, so importing this package is cheap.
 """
 
-from components.tracking.lineage import GitInfo, dvc_lock_tags, git_info, read_dvc_lock
+from components.tracking.lineage import (
+    DVC_LOCK_DIGEST_TAG,
+    LINEAGE_ARTIFACT,
+    GitInfo,
+    Lineage,
+    collect_lineage,
+    dvc_lock_digest,
+    git_info,
+    lineage_uri,
+    read_dvc_lock,
+    read_run_lineage,
+)
 from components.tracking.naming import (
     evaluation_metrics,
     metric_key,
@@ -39,17 +51,22 @@ from components.tracking.store import (
 
 __all__ = [
     "DATASET_FINGERPRINT_TAG",
+    "DVC_LOCK_DIGEST_TAG",
     "FAILURE_MESSAGE_TAG",
     "FAILURE_STAGE_TAG",
     "GitInfo",
+    "LINEAGE_ARTIFACT",
+    "Lineage",
     "PipelineRun",
     "default_tracking_uri",
-    "dvc_lock_tags",
+    "collect_lineage",
+    "dvc_lock_digest",
     "evaluation_metrics",
     "flatten_params",
     "format_dim_table",
     "git_info",
     "is_secret_key",
+    "lineage_uri",
     "local_dataset_source",
     "log_pipeline_outputs",
     "metric_key",
@@ -57,6 +74,7 @@ __all__ = [
     "parse_metric_key",
     "read_dvc_lock",
     "read_json",
+    "read_run_lineage",
     "redact_overrides",
     "recommended_dim_key",
     "resolve_tracking_uri",

@@ -1,24 +1,39 @@
-"""Lineage for a run: the git commit of the code and the DVC hashes from ``dvc.lock``.
+"""Lineage for a run: one JSON document, a few searchable tags.
 
-``dvc.lock`` records, per stage, the md5 of every dependency and output DVC saw when it last
-ran the stage. :func:`dvc_lock_tags` turns them into MLflow tags ``dvc.<stage>.<path>`` so a
-run points at the exact data and outputs it was computed from (``dvc.embed.runs/embeddings``
-→ ``3f2a….dir``), and ``dvc checkout`` / the DVC cache can bring them back.
+A run's lineage is the git commit of the code, the dataset fingerprint and, per DVC stage,
+the hash of every dependency and output DVC saw when it last ran the stage (``dvc.lock``).
+It is logged as ONE artifact, ``lineage/lineage.json`` on the MLflow run (the registered
+version's ``lineage`` tag points at it), plus a handful of tags to search by: ``git_commit``
+(and MLflow's ``mlflow.source.git.commit``), ``git_dirty``, ``git_branch`` and
+``dvc_lock_digest``, the sha256 of ``dvc.lock`` (``sha256sum dvc.lock`` gives the same):
+two runs with the same digest ran every stage on identical inputs and produced identical
+outputs. ``dvc checkout`` / the DVC cache bring the hashed data back.
+
+Example:
+    >>> lineage = collect_lineage(".", "dvc.lock", dataset_fingerprint="ab12")  # doctest: +SKIP
+    >>> sorted(lineage.tags())  # doctest: +SKIP
+    ['dvc_lock_digest', 'git_branch', 'git_commit', 'git_dirty', 'mlflow.source.git.commit']
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DVC_TAG_PREFIX = "dvc"
+from components.tracking.params import mask_credentials
+
+LINEAGE_ARTIFACT = "lineage/lineage.json"
+LINEAGE_SCHEMA = 1
+DVC_LOCK_DIGEST_TAG = "dvc_lock_digest"
+GIT_COMMIT_TAG = "git_commit"
 _HASH_FIELDS = ("md5", "etag", "checksum", "hash_value")
-_UNSAFE_TAG = re.compile(r"[^\w\-. :/]")
 
 
 @dataclass(frozen=True)
@@ -32,9 +47,9 @@ class GitInfo:
     def tags(self) -> dict[str, str]:
         """``git_commit``, ``git_dirty``, ``git_branch`` and MLflow's own source tag."""
         if self.commit is None:
-            return {"git_commit": "unknown"}
+            return {GIT_COMMIT_TAG: "unknown"}
         tags = {
-            "git_commit": self.commit,
+            GIT_COMMIT_TAG: self.commit,
             "mlflow.source.git.commit": self.commit,
             "git_dirty": str(bool(self.dirty)).lower(),
         }
@@ -80,6 +95,8 @@ def read_dvc_lock(path: str | Path) -> dict[str, dict[str, dict[str, str]]]:
     """``stage → {"deps": {path: hash}, "outs": {path: hash}}`` from a ``dvc.lock``.
 
     A missing file gives ``{}``; a file in an unknown layout raises ValueError naming it.
+    Paths are kept as DVC wrote them, with URL credentials masked (an ``import-url`` dep
+    may carry them).
     """
     path = Path(path)
     if not path.is_file():
@@ -95,16 +112,91 @@ def read_dvc_lock(path: str | Path) -> dict[str, dict[str, dict[str, str]]]:
             for item in (body or {}).get(kind) or []:
                 digest = _entry_hash(item) if isinstance(item, dict) else None
                 if digest is not None and item.get("path"):
-                    entry[kind][str(item["path"])] = digest
+                    entry[kind][mask_credentials(str(item["path"]))] = digest
         out[str(stage)] = entry
     return out
 
 
-def dvc_lock_tags(path: str | Path) -> dict[str, str]:
-    """MLflow tags ``dvc.<stage>.<path>`` = md5 for every dep and out in ``dvc.lock``."""
-    tags: dict[str, str] = {}
-    for stage, entry in read_dvc_lock(path).items():
-        for kind in ("deps", "outs"):
-            for item_path, digest in entry[kind].items():
-                tags[_UNSAFE_TAG.sub("_", f"{DVC_TAG_PREFIX}.{stage}.{item_path}")] = digest
-    return tags
+def dvc_lock_digest(path: str | Path) -> str | None:
+    """sha256 (hex) of the ``dvc.lock`` file's bytes; None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Everything a run was computed from (see the module docstring).
+
+    Attributes:
+        git: the code's commit.
+        dvc_lock_digest: sha256 of ``dvc.lock`` (None without one).
+        stages: ``stage → {"deps"|"outs": {path: hash}}`` from ``dvc.lock``.
+        dataset_fingerprint: the dataset's content fingerprint, when known.
+    """
+
+    git: GitInfo
+    dvc_lock_digest: str | None = None
+    stages: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    dataset_fingerprint: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The few searchable tags (the dataset fingerprint has its own, set with the
+        dataset input: ``dataset.fingerprint``)."""
+        tags = self.git.tags()
+        if self.dvc_lock_digest:
+            tags[DVC_LOCK_DIGEST_TAG] = self.dvc_lock_digest
+        return tags
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``lineage.json`` document."""
+        return {
+            "schema": LINEAGE_SCHEMA,
+            "git": {"commit": self.git.commit, "branch": self.git.branch, "dirty": self.git.dirty},
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "dvc_lock": {"sha256": self.dvc_lock_digest, "stages": self.stages},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def collect_lineage(
+    root: str | Path,
+    dvc_lock: str | Path | None = None,
+    *,
+    code_root: str | Path | None = None,
+    dataset_fingerprint: str | None = None,
+) -> Lineage:
+    """The lineage of ``root``: its git commit (else ``code_root``'s, for a workspace outside
+    git) and the ``dvc.lock`` (default ``root/dvc.lock``) hashes and digest."""
+    info = git_info(root)
+    if info.commit is None and code_root is not None:
+        info = git_info(code_root)
+    lock = Path(dvc_lock) if dvc_lock is not None else Path(root) / "dvc.lock"
+    return Lineage(
+        git=info,
+        dvc_lock_digest=dvc_lock_digest(lock),
+        stages=read_dvc_lock(lock),
+        dataset_fingerprint=dataset_fingerprint,
+    )
+
+
+def lineage_uri(run_id: str) -> str:
+    """Where a run's lineage document lives (``runs:/<run_id>/lineage/lineage.json``)."""
+    return f"runs:/{run_id}/{LINEAGE_ARTIFACT}"
+
+
+def read_run_lineage(client: Any, run_id: str | None) -> dict[str, Any] | None:
+    """A run's ``lineage/lineage.json`` through an ``MlflowClient``; None when the run has
+    none (runs logged before lineage documents existed). A store that cannot be read
+    raises as MLflow does: a missing document is not confused with an unreachable one."""
+    if not run_id:
+        return None
+    folder = LINEAGE_ARTIFACT.rsplit("/", 1)[0]
+    if LINEAGE_ARTIFACT not in {item.path for item in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
+        path = client.download_artifacts(run_id, LINEAGE_ARTIFACT, tmp)
+        return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.tracking.lineage import dvc_lock_tags, git_info
+from components.tracking.lineage import LINEAGE_ARTIFACT, collect_lineage
 from components.tracking.naming import evaluation_metrics, training_metrics
 from components.tracking.params import flatten_params, mask_credentials
 from components.tracking.store import (
@@ -191,16 +191,24 @@ class PipelineRun:
         root: str | Path,
         dvc_lock: str | Path | None = None,
         code_root: str | Path | None = None,
+        dataset_fingerprint: str | None = None,
     ) -> dict[str, str]:
-        """``git_commit``/``git_dirty`` (of ``root``, else ``code_root``) and the
-        ``dvc.<stage>.<path>`` hashes of ``dvc.lock``; returns the tags set."""
-        info = git_info(root)
-        if info.commit is None and code_root is not None:
-            info = git_info(code_root)
-        tags = info.tags()
-        lock = Path(dvc_lock) if dvc_lock is not None else Path(root) / "dvc.lock"
-        tags.update(dvc_lock_tags(lock))
+        """Log the run's lineage (:mod:`components.tracking.lineage`): the whole document as
+        ``lineage/lineage.json`` and a few searchable tags (``git_commit``, ``git_dirty``,
+        ``git_branch``, ``dvc_lock_digest``); returns the tags set.
+
+        Args:
+            root: the checkout (its git commit; else ``code_root``'s).
+            dvc_lock: the ``dvc.lock`` the stages left (default ``root/dvc.lock``).
+            code_root: where the code comes from when ``root`` is not in git.
+            dataset_fingerprint: recorded in the document.
+        """
+        lineage = collect_lineage(
+            root, dvc_lock, code_root=code_root, dataset_fingerprint=dataset_fingerprint
+        )
+        tags = lineage.tags()
         self.log_tags(tags)
+        self.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
         return tags
 
     def log_dataset(

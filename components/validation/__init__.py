@@ -21,6 +21,7 @@ from components.lazy import lazy_exports
 _EXPORTS = {
     "ValidationConfig": "config",
     "DataValidationError": "report",
+    "ExpectedIds": "suites",
     "ExpectationOutcome": "report",
     "OffendingRow": "report",
     "SuiteResult": "report",

@@ -91,6 +91,20 @@ def embedding_frame(ids: list[str] | tuple[str, ...], matrix: np.ndarray) -> pd.
     )
 
 
+def coverage_frame(dataset_ids: list[str], vector_ids: set[str]) -> pd.DataFrame:
+    """One row per dataset id (``row``: its position in the table, 1-based) with
+    ``has_vector``: whether the vector file holds a vector for it."""
+    return pd.DataFrame(
+        {
+            ROW: np.arange(1, len(dataset_ids) + 1, dtype=np.int64),
+            "id": pd.Series(dataset_ids, dtype=object),
+            "has_vector": np.fromiter(
+                (i in vector_ids for i in dataset_ids), dtype=bool, count=len(dataset_ids)
+            ),
+        }
+    )
+
+
 def corpus_frame(dataset: RetrievalDataset, rows: tuple[int, ...]) -> pd.DataFrame:
     return text_frame(dataset.corpus, rows, ["id", "title", "text"])
 

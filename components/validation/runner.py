@@ -7,6 +7,7 @@ definition per suite, results kept in the context's store so Data Docs can be bu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +35,10 @@ from components.validation.sources import (
     text_table_source,
 )
 from components.validation.suites import (
+    ExpectedIds,
     SuiteSpec,
     build_gx_suite,
+    coverage_suite,
     dataset_suites,
     embeddings_suite,
     precheck_suite,
@@ -43,6 +46,8 @@ from components.validation.suites import (
 
 DOCS_SITE = "validation_docs"
 RESULTS_DIR = "gx_results"
+log = logging.getLogger(__name__)
+
 SUITES_DIR = "gx_suites"
 DOCS_DIR = "data_docs"
 
@@ -99,6 +104,8 @@ def validate_embeddings(
     normalized: bool | None = None,
     corpus_source: str = "corpus embeddings",
     query_source: str = "query embeddings",
+    corpus_expected: ExpectedIds | None = None,
+    query_expected: ExpectedIds | None = None,
 ) -> ValidationReport:
     """Validate extracted embeddings: one row per text, dimension, dtype, finiteness, norms.
 
@@ -112,6 +119,10 @@ def validate_embeddings(
             ``config.embeddings_normalized``.
         corpus_source / query_source: names of the matrices in the report (e.g. file paths).
             Row N in the report is ``matrix[N - 1]``.
+        corpus_expected / query_expected: the dataset ids the rows must equal exactly
+            (vectors shipped with the dataset): adds "every id is in the table" to the
+            matrix suite and a ``<name>_coverage`` suite "every id of the table has a
+            vector" whose rows are the table's.
     """
     if (
         isinstance(expected_dim, bool)
@@ -123,14 +134,18 @@ def validate_embeddings(
     start = time.perf_counter()
     unit = config.embeddings_normalized if normalized is None else normalized
     specs: list[SuiteSpec] = []
-    for name, label, ids, matrix in (
-        ("corpus_embeddings", corpus_source, corpus_ids, corpus_matrix),
-        ("query_embeddings", query_source, query_ids, query_matrix),
+    for name, label, ids, matrix, expected in (
+        ("corpus_embeddings", corpus_source, corpus_ids, corpus_matrix, corpus_expected),
+        ("query_embeddings", query_source, query_ids, query_matrix, query_expected),
     ):
         array = np.asarray(matrix)
+        if expected is not None:
+            specs.append(coverage_suite(f"{name}_coverage", label, list(ids), expected))
         try:
             specs.append(
-                embeddings_suite(name, label, list(ids), array, expected_dim, unit, config)
+                embeddings_suite(
+                    name, label, list(ids), array, expected_dim, unit, config, expected
+                )
             )
         except (ValueError, TypeError) as exc:
             specs.append(
@@ -242,6 +257,14 @@ def _run_gx(
     run_id = RunIdentifier(run_name="matryoshka-validation")
     results: list[SuiteResult] = []
     for spec in specs:
+        started = time.perf_counter()
+        log.info(
+            "GX suite %s: %d expectations on %d rows of %s",
+            spec.name,
+            len(spec.expectations),
+            len(spec.frame),
+            spec.source.file,
+        )
         batch_definition = source.add_dataframe_asset(
             spec.name
         ).add_batch_definition_whole_dataframe("whole")
@@ -264,7 +287,14 @@ def _run_gx(
             write_json(stage / results_file, payload)
             write_json(stage / SUITES_DIR / f"{spec.name}.json", suite.to_json_dict())
         results.append(_suite_result(spec, payload, results_file))
+        log.info(
+            "GX suite %s: %s in %.1f s",
+            spec.name,
+            "passed" if results[-1].success else "FAILED",
+            time.perf_counter() - started,
+        )
     if docs is not None:
+        log.info("building GX Data Docs in %s", docs)
         context.build_data_docs(site_names=[DOCS_SITE])
     return results
 

@@ -302,6 +302,19 @@ def dataset_suites(
     return suites
 
 
+@dataclass(frozen=True)
+class ExpectedIds:
+    """The ids a set of vectors must cover exactly: a dataset table's ids, in table order.
+
+    Attributes:
+        source: the table as shown to the user (e.g. ``data/mine/corpus.jsonl``).
+        ids: its ids; every one needs exactly one vector and no other id may have one.
+    """
+
+    source: str
+    ids: tuple[str, ...]
+
+
 def embeddings_suite(
     name: str,
     label: str,
@@ -310,14 +323,29 @@ def embeddings_suite(
     expected_dim: int,
     normalized: bool,
     config: ValidationConfig,
+    expected: ExpectedIds | None = None,
 ) -> SuiteSpec:
     """Embeddings of one table: one row per text, the expected dimension and dtype, finite
-    values, and unit norms (``normalized``) or non-zero norms.
+    values, and unit norms (``normalized``) or non-zero norms. With ``expected`` (vectors
+    that came with the dataset), also: every id is one of the table's ids.
 
     Raises:
         ValueError: the matrix is not 2-D (reported as a failed ``shape`` check by the runner).
     """
     frame = frames.embedding_frame(ids, matrix)
+    known: tuple[ExpectationSpec, ...] = ()
+    if expected is not None:
+        table = set(expected.ids)
+        frame["in_dataset"] = [i is None or i in table for i in frame["id"]]
+        known = (
+            ExpectationSpec(
+                "ExpectColumnValuesToBeInSet",
+                {"column": "in_dataset", "value_set": [True]},
+                f"every id is in {expected.source} (no extra ids)",
+                "id",
+                value_columns=("id",),
+            ),
+        )
     tol = config.embedding_norm_tolerance
     norm_check = (
         ExpectationSpec(
@@ -370,9 +398,26 @@ def embeddings_suite(
             quote=False,
         ),
         norm_check,
+        *known,
     )
     source = TableSource(label, tuple(int(r) for r in frame[frames.ROW]), {})
     return SuiteSpec(name, source, frame, checks, context_columns=("id",))
+
+
+def coverage_suite(
+    name: str, vectors_label: str, vector_ids: list[str], expected: ExpectedIds
+) -> SuiteSpec:
+    """Every id of a dataset table has a vector in ``vectors_label`` (rows: the table's)."""
+    frame = frames.coverage_frame(list(expected.ids), set(vector_ids))
+    check = ExpectationSpec(
+        "ExpectColumnValuesToBeInSet",
+        {"column": "has_vector", "value_set": [True]},
+        f"every id of {expected.source} has a vector in {vectors_label}",
+        "id",
+        value_columns=("id",),
+    )
+    source = TableSource(expected.source, tuple(int(r) for r in frame[frames.ROW]), {})
+    return SuiteSpec(name, source, frame, (check,))
 
 
 def build_gx_suite(spec: SuiteSpec) -> gx.ExpectationSuite:

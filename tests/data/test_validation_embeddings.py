@@ -103,3 +103,40 @@ def test_matrix_that_is_not_2d_is_a_failed_check() -> None:
 def test_expected_dim_must_be_positive() -> None:
     with pytest.raises(ValueError, match="expected_dim"):
         validate_embeddings(CORPUS_IDS, _unit(6), QUERY_IDS, _unit(3), 0)
+
+
+def test_expected_ids_must_match_exactly() -> None:
+    from components.validation import ExpectedIds
+
+    corpus = ExpectedIds("data/x/corpus.jsonl", tuple(CORPUS_IDS))
+    queries = ExpectedIds("data/x/queries.jsonl", tuple(QUERY_IDS))
+    good = _validate(_unit(6), _unit(3, seed=1), corpus_expected=corpus, query_expected=queries)
+    assert good.success, good.summary()
+    assert [s.name for s in good.suites] == [
+        "corpus_embeddings_coverage",
+        "corpus_embeddings",
+        "query_embeddings_coverage",
+        "query_embeddings",
+    ]
+    # Vectors for d0..d4 and "dX" (extra) and a second "d0" (duplicate): d5 has none.
+    ids = ["d0", "d1", "d2", "d3", "d4", "dX", "d0"]
+    report = validate_embeddings(
+        ids,
+        _unit(7),
+        QUERY_IDS,
+        _unit(3, seed=1),
+        DIM,
+        ValidationConfig(),
+        None,
+        corpus_source="emb/corpus.parquet",
+        corpus_expected=corpus,
+        query_expected=queries,
+    )
+    summary = report.summary()
+    assert "data/x/corpus.jsonl, row 6, field 'id': 'd5'" in summary
+    assert "every id of data/x/corpus.jsonl has a vector in emb/corpus.parquet" in summary
+    assert "emb/corpus.parquet, row 6, field 'id': 'dX'" in summary
+    assert "every id is in data/x/corpus.jsonl (no extra ids)" in summary
+    assert "ids are unique" in summary
+    assert report.suite("query_embeddings").success
+    assert report.suite("query_embeddings_coverage").success

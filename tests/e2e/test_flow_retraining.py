@@ -9,7 +9,9 @@ database per session.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from helpers.stages import BAD, REPO, TINY
 from helpers.stages import FAST_FLOW as FAST
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
+from components.runs.record import RunsLayout
 
 STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
 METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
@@ -86,7 +89,7 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     from mlflow.tracking import MlflowClient
 
     from components.data import load_dataset
-    from components.tracking import metric_key
+    from components.tracking import metric_key, read_run_lineage
     from pipelines.retraining import retraining_flow
 
     project = make_project(tmp_path / "project", TINY)
@@ -98,6 +101,15 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
 
     assert result.stages == dict.fromkeys(STAGES, "ran")
     assert project_files(project) == before  # the overrides went to the workspace only
+    flow_log = (RunsLayout(project).run_dir(result.run) / "flow.log").read_text()
+    for phase in ("unsupervised", "supervised"):  # training's progress reached the flow log
+        assert f"{phase}: step 0/30, heldout" in flow_log
+        assert re.search(rf"{phase}: step 30/30, loss [\d.]+, .* done in ", flow_log)
+    for stage in STAGES:
+        assert re.search(rf"stage {stage} finished in [\d.]+ s", flow_log)
+    assert re.search(r"GX suite corpus: \d+ expectations on \d+ rows of ", flow_log)
+    assert re.search(r"GX suite corpus_embeddings: passed in [\d.]+ s", flow_log)
+    assert f"evaluating {len(METHODS)} methods at {len(DIMS)} sizes" in flow_log
     assert not (project / "runs").exists() and not (project / "dvc.lock").exists()
     client = MlflowClient(result.tracking_uri)
     run = client.get_run(result.run_id)
@@ -127,17 +139,28 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     assert "validation/gx_results/corpus.json" in gx
     tags = run.data.tags
     assert len(tags["git_commit"]) == 40
-    lock = (Path(result.workspace) / "dvc.lock").read_text()
-    for key in (
-        "dvc.validate.data/tiny",
-        "dvc.embed.runs/embeddings",
-        "dvc.pretrain.runs/pretrain",
-        "dvc.finetune.runs/finetune",
-        "dvc.evaluate.runs/evaluation/metrics.json",
+    lock_file = Path(result.workspace) / "dvc.lock"
+    lock = lock_file.read_text()
+    assert tags["dvc_lock_digest"] == hashlib.sha256(lock_file.read_bytes()).hexdigest()
+    assert not [key for key in tags if key.startswith("dvc.")]  # hashes: one JSON artifact
+    lineage = read_run_lineage(client, result.run_id)
+    stages = lineage["dvc_lock"]["stages"]
+    for stage, kind, path in (
+        ("validate", "deps", "data/tiny"),
+        ("embed", "outs", "runs/embeddings"),
+        ("pretrain", "outs", "runs/pretrain"),
+        ("finetune", "outs", "runs/finetune"),
+        ("evaluate", "outs", "runs/evaluation/metrics.json"),
     ):
-        assert tags[key] and tags[key] in lock
+        assert stages[stage][kind][path] in lock
     fingerprint = load_dataset(project / "data" / "tiny").fingerprint()
-    assert tags["dataset.fingerprint"] == fingerprint
+    assert tags["dataset.fingerprint"] == fingerprint == lineage["dataset_fingerprint"]
+    version = client.get_model_version(
+        result.registered["model_name"], result.registered["version"]
+    )
+    assert version.tags["dvc_lock_digest"] == tags["dvc_lock_digest"]
+    assert version.tags["lineage"] == f"runs:/{result.run_id}/lineage/lineage.json"
+    assert "| **" in version.description  # the per-dimension table, recommended m in bold
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == fingerprint[:32]
     assert result.registered is not None and result.registered["new"] is True

@@ -205,9 +205,13 @@ def test_two_runs_started_together_both_succeed_with_their_own_params(
         assert trained == seed  # what DVC ran the stage with
         stored = json.loads((workspace / "runs/finetune/adaptor/adaptor.json").read_text())
         assert stored["metadata"]["method"]["train"]["seed"] == seed
-        for tag, digest in mlflow_run.data.tags.items():
-            if tag.startswith("dvc.finetune."):
-                assert digest in json.dumps(lock)
+        from components.tracking import read_run_lineage
+
+        lineage = read_run_lineage(client, mlflow_run.info.run_id)
+        finetune = lineage["dvc_lock"]["stages"]["finetune"]
+        assert finetune["outs"] and all(
+            digest in json.dumps(lock) for digest in finetune["outs"].values()
+        )
 
 
 @pytest.mark.parametrize(
@@ -219,6 +223,7 @@ def test_two_runs_started_together_both_succeed_with_their_own_params(
             [
                 "method.train.unsupervised.max_iterations=200000",
                 "method.train.unsupervised.patience=1000000",
+                "method.train.unsupervised.start_patience=null",
             ],
             1.0,
         ),
@@ -257,6 +262,7 @@ def test_sigint_and_sigterm_end_the_stage_group_and_mark_the_run_killed(
         f"method.train.seed={40 + sig}",
         "method.train.unsupervised.max_iterations=200000",
         "method.train.unsupervised.patience=1000000",
+        "method.train.unsupervised.start_patience=null",
     )
     data = wait_for_step(checkout["root"], process, "pretrain")
     time.sleep(1.0)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from components.adaptor import save_adaptor
 from components.config import AdaptorConfig, LossConfig, MethodConfig, OptimConfig, TrainConfig
 from components.registry.evaluation_set import EvaluationSet
+from components.tracking.lineage import LINEAGE_ARTIFACT, GitInfo, Lineage
 from components.training import train_adaptor
 
 D, SIGNAL, N_DOCS, N_QUERIES, N_TRAIN = 16, 4, 300, 120, 80
@@ -172,13 +173,39 @@ def mlflow_store(root: Path) -> Iterator[str]:
                 os.environ[key] = value
 
 
+STAGES = ("validate", "embed", "pretrain", "finetune", "evaluate")
+LOCK_DIGEST = "d" * 64
+
+
+def planted_lineage() -> Lineage:
+    """A lineage document as the retraining flow logs it: five stages, a dozen hashes."""
+    stages = {
+        stage: {
+            "deps": {f"params.yaml:{stage}": f"{stage}-dep-md5", "data/planted": "data-md5.dir"},
+            "outs": {f"runs/{stage}": f"{stage}-out-md5.dir"},
+        }
+        for stage in STAGES
+    }
+    return Lineage(
+        git=GitInfo("0123abc", "main", False),
+        dvc_lock_digest=LOCK_DIGEST,
+        stages=stages,
+        dataset_fingerprint="planted-0",
+    )
+
+
 def finished_run(uri: str, name: str = "pipeline") -> str:
-    """A finished pipeline run to register from (what the retraining flow leaves)."""
+    """A finished pipeline run to register from (what the retraining flow leaves: params,
+    lineage tags and ``lineage/lineage.json``)."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"], run_name=name)
     client.log_param(run.info.run_id, "method.train.seed", "0")
+    lineage = planted_lineage()
+    for key, value in lineage.tags().items():
+        client.set_tag(run.info.run_id, key, value)
+    client.log_text(run.info.run_id, lineage.to_json(), LINEAGE_ARTIFACT)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.registry import (
+    LOCK_DIGEST,
     TRAINED_DIMS,
     Planted,
     evaluation_document,
@@ -36,6 +37,7 @@ from components.registry import (
     rollback,
 )
 from components.registry.cli import add_registry_commands
+from components.registry.description import DESCRIPTION_BUDGET
 from components.registry.report import format_bytes, storage_per_million
 
 LENIENT = RegistryConfig(min_delta_vs_baselines=-1.0)  # seeds a champion whatever it scores
@@ -126,10 +128,20 @@ def register(
         run_id,
         adaptors[variant],
         documents[variant],
-        {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
+        {"git_commit": "0123abc", "dvc_lock_digest": LOCK_DIGEST},
         model_name=name,
     )
     return str(version.version)
+
+
+def description_rows(text: str) -> dict[int, list[str]]:
+    """``m → cells`` of the per-dimension table in a version description."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0].strip("*").isdigit():
+            rows[int(cells[0].strip("*"))] = cells
+    return rows
 
 
 def client(store: str):  # noqa: ANN201
@@ -164,9 +176,38 @@ def test_registered_version_is_a_pending_challenger_with_metadata(
     assert mv.tags["validation_status"] == "pending"
     assert mv.aliases == [CHALLENGER]
     assert mv.tags["trained_dims"] == "4,8,16" and mv.tags["git_commit"] == "0123abc"
-    assert mv.tags["dvc.embed"] == "md5-e" and mv.tags["provider"] == "synthetic"
+    assert mv.tags["provider"] == "synthetic"
     assert mv.tags["review_report"].endswith(f"review/version-{version}/report.html")
+    # Lineage: four searchable tags, the dozen DVC hashes in the run's lineage document.
+    described = {"validation_status", "provider", "base_model", "d", "recommended_dim"}
+    described |= {"adaptor_method", "trained_dims", "review_report"}
+    assert set(mv.tags) - described == {
+        "git_commit",
+        "dataset_fingerprint",
+        "dvc_lock_digest",
+        "lineage",
+    }
+    assert mv.tags["dvc_lock_digest"] == LOCK_DIGEST
+    assert mv.tags["lineage"] == f"runs:/{mv.run_id}/lineage/lineage.json"
     import mlflow
+
+    lineage = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=mv.tags["lineage"], tracking_uri=store)
+        ).read_text()
+    )
+    assert lineage["dvc_lock"]["sha256"] == LOCK_DIGEST
+    assert lineage["dvc_lock"]["stages"]["finetune"]["outs"] == {
+        "runs/finetune": "finetune-out-md5.dir"
+    }
+    # The description: not yet gated, the recommendation, one table row per trained m.
+    text = mv.description
+    assert text.startswith(f"**reg v{version}**: Not yet gated") and text.endswith("\n")
+    assert "**Recommended configuration:** `dim=" in text
+    assert len(text) <= DESCRIPTION_BUDGET
+    rows = description_rows(text)
+    assert sorted(rows) == list(TRAINED_DIMS)
+    assert rows[4][-2:] == ["16 B", "16 MB"]  # bytes per vector and per million, m=4
 
     root = Path(
         mlflow.artifacts.download_artifacts(
@@ -245,6 +286,13 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
     assert tags["promoted_at"]
     assert outcome.decision is not None and outcome.decision.dims == list(TRAINED_DIMS)
     assert all(check.champion is not None for check in outcome.decision.checks)
+    promoted = c.get_model_version("gate", good).description
+    assert promoted.startswith(f"**gate v{good}**: Promotion gate PASSED")
+    assert "Promoted to `@champion` at " in promoted
+    assert f"(previous champion: v{medium})" in promoted
+    assert f"champion v{medium}" in promoted  # the re-evaluated champion column
+    rows = description_rows(promoted)
+    assert sorted(rows) == list(TRAINED_DIMS) and all(r[-1] == "pass" for r in rows.values())
 
     worse = register(store, adaptors, documents, "gate", "shuffled")
     rejected = promote("gate", data.evaluation_set(), STRICT)
@@ -255,6 +303,13 @@ def test_better_challenger_is_promoted_and_worse_one_rejected(
     assert "previous_champion" not in failed.tags
     assert f"below the champion (v{good}" in failed.description
     assert "m=4: ndcg_at_10" in failed.description
+    assert "Not promoted: `validation_status=failed`" in failed.description
+    assert {r[-1] for r in description_rows(failed.description).values()} == {"FAIL"}
+    assert len(failed.description) <= DESCRIPTION_BUDGET
+    refusal = rf"failed the promotion gate \(gate v{worse}: Promotion gate FAILED"
+    with pytest.raises(ValueError, match=refusal) as e:
+        rollback("gate", int(worse))  # the refusal quotes the verdict line, not the table
+    assert "\n" not in str(e.value) and "|" not in str(e.value)
     # the champion in the gate was re-evaluated on the same set, not read from its run
     logged = documents["good"]["metrics"]["adaptor_supervised"]["4"]["ndcg_at_10"]
     assert rejected.decision.checks[0].champion == pytest.approx(logged, abs=1e-6)

@@ -17,7 +17,13 @@ from components.config import (
     TrainConfig,
 )
 from components.evaluation import evaluate_methods
-from components.training import nearest_neighbours, train_adaptor, train_unsupervised
+from components.training import (
+    build_adaptor,
+    nearest_neighbours,
+    sample_pairs,
+    train_adaptor,
+    train_unsupervised,
+)
 
 D, SIGNAL = 16, 4
 
@@ -84,6 +90,34 @@ def test_supervised_stage_starts_from_stage_one_and_keeps_the_best() -> None:
     assert result.supervised_adaptor is not result.unsupervised_adaptor
 
 
+def test_sample_pairs_keeps_the_budget_and_every_query() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = [[(q * 100 + j, 1 + j % 3) for j in range(40)] for q in range(8)]
+    assert sample_pairs(labels, None, g) is labels and sample_pairs(labels, 320, g) is labels
+    kept = sample_pairs(labels, 50, g)
+    assert sum(map(len, kept)) == 50
+    assert all(6 <= len(k) <= 7 for k in kept)  # round-robin: spread evenly
+    for k, full in zip(kept, labels, strict=True):
+        assert set(k) <= set(full) and len(set(k)) == len(k)
+    few = sample_pairs(labels, 5, g)
+    assert [len(k) for k in few] == [1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_pair_budget_above_the_batch_leaves_training_unchanged() -> None:
+    docs, doc_ids, queries, query_ids, qrels = planted()
+    qrels = pd.concat([qrels, qrels.assign(doc_id=qrels["doc_id"].shift(1).fillna("d299"))])
+    runs = []
+    for budget in (None, 10_000, 40):
+        config = fast_config().model_copy(deep=True)
+        config = config.model_copy(
+            update={"loss": config.loss.model_copy(update={"ranking_pairs_per_step": budget})}
+        )
+        result = train_adaptor(docs, config, doc_ids, queries, query_ids, qrels)
+        runs.append([step["ranking"] for step in result.supervised.history])
+    assert runs[0] == runs[1]  # a budget the batch fits in draws nothing and changes nothing
+    assert runs[2] != runs[0]  # 2 labels x 51 queries > 40: sampled
+
+
 def test_training_without_labels_skips_the_supervised_stage() -> None:
     docs, *_ = planted(n_docs=120)
     result = train_adaptor(
@@ -115,13 +149,37 @@ def test_heldout_loss_stopping_keeps_the_lowest_loss() -> None:
 def test_early_stopping_stops_after_patience() -> None:
     docs, *_ = planted(n_docs=150)
     stage = OptimConfig(
-        learning_rate=1e-9, batch_size=32, max_iterations=2000, patience=40, eval_every=20
+        learning_rate=1e-9, batch_size=32, max_iterations=2000, patience=2, eval_every=20
     )
     config = fast_config().model_copy(update={"train": TrainConfig(unsupervised=stage)})
     _, result = train_unsupervised(docs, config)
-    assert result.stopped_early
-    assert result.iterations < 2000
-    assert result.iterations - result.best_iteration >= 40
+    assert result.stopped_early and result.stop_reason == "patience"
+    assert result.iterations - result.best_iteration == 2 * 20  # patience counts evaluations
+
+
+def test_stage_one_stops_within_start_patience_when_the_start_is_best(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Documents of rank 4 in 16-d: after the SVD rotation the first 4 coordinates hold all
+    # of each vector, so every prefix (4, 8, 16) already retrieves the exact neighbours
+    # (held-out neighbour nDCG 1.0) and no step can beat the start.
+    g = torch.Generator().manual_seed(3)
+    docs = F.normalize(torch.randn(200, 4, generator=g) @ torch.randn(4, D, generator=g), dim=-1)
+    stage = OptimConfig(
+        learning_rate=3e-3, max_iterations=5000, patience=50, start_patience=3, eval_every=20
+    )
+    config = fast_config(use_rotation=True).model_copy(
+        update={"train": TrainConfig(unsupervised=stage)}
+    )
+    start = build_adaptor(docs, config)
+    with caplog.at_level("INFO", logger="components.training"):
+        adaptor, result = train_unsupervised(docs, config)
+    assert result.evaluations[0]["heldout_neighbour_ndcg"] == pytest.approx(1.0)
+    assert result.stop_reason == "start_is_best" and result.best_iteration == 0
+    assert result.iterations == 3 * 20 and len(result.evaluations) == 1 + 3
+    for name, value in start.state_dict().items():  # kept exactly the starting adaptor
+        torch.testing.assert_close(adaptor.state_dict()[name], value, rtol=0, atol=0)
+    assert "no held-out evaluation in 3 (60 steps) beat the starting point" in caplog.text
 
 
 def test_nearest_neighbours_exclude_self() -> None:
@@ -164,3 +222,36 @@ def test_cuda_training_matches_cpu_quality() -> None:
     docs, doc_ids, queries, query_ids, qrels = planted()
     adaptor, result = train_unsupervised(docs, fast_config(device="cuda"))
     assert result.best_score > result.evaluations[0][result.score_name]
+
+
+def test_training_reports_step_loss_heldout_best_and_eta(caplog: pytest.LogCaptureFixture) -> None:
+    docs, doc_ids, queries, query_ids, qrels = planted()
+    config = fast_config()
+    with caplog.at_level("INFO", logger="components.progress"):
+        _, result = train_unsupervised(docs, config, progress_interval_s=0.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "components.progress"]
+    assert lines[0].startswith("unsupervised: step 0/300, heldout_neighbour_ndcg ")
+    running = [line for line in lines[1:-1] if "ETA" in line]
+    assert len(running) >= result.iterations - 1  # a line per step at interval 0
+    last_running = running[-1]
+    for field in ("loss ", "heldout_neighbour_ndcg ", "best ", "steps/s", "ETA "):
+        assert field in last_running
+    best = f"best {result.best_score:.4f} at step {result.best_iteration}"
+    assert best in lines[-1] and "done in" in lines[-1]
+    assert lines[-1].startswith(f"unsupervised: step {result.iterations}/300")
+
+
+def test_progress_eta_runs_to_the_early_stopping_step() -> None:
+    from components.progress import StepProgress
+
+    progress = StepProgress("supervised", total=1000, patience=200, mode="off")
+    progress.evaluated(0, 0.5)
+    progress.step(100, 1.0)
+    progress.evaluated(100, 0.4)  # worse: still stops at 0 + patience
+    assert progress.stop_step == 200 and "stops at step 200" in progress.line()
+    progress.evaluated(150, 0.7)
+    assert progress.stop_step == 350 and progress.best_step == 150
+    lower = StepProgress("x", total=300, patience=500, higher_is_better=False, mode="off")
+    lower.evaluated(0, 2.0)
+    lower.evaluated(50, 1.0)
+    assert lower.best == 1.0 and lower.stop_step == 300  # capped by max_iterations

@@ -19,6 +19,7 @@ import components.embedding.providers as providers
 from components.data import load_dataset
 from components.embedding import embed_dataset
 from components.embedding.config import EmbeddingConfig
+from components.embedding.errors import ProviderSetupError
 from components.embedding.providers import EmbeddingProvider, close_providers
 from components.embedding.specs import PROVIDERS, ProviderName, spec_for
 
@@ -41,6 +42,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAITestServer]:
 def test_every_row_is_complete(name: str) -> None:
     spec = spec_for(name)
     assert spec.name == name
+    if spec.reads_vector_files:  # precomputed: no model, nothing to build
+        assert spec.factory is None and not spec.is_api and not spec.reads_model_directory
+        with pytest.raises(ProviderSetupError, match="embeds no text.*<dataset>/embeddings/"):
+            providers.create_provider(EmbeddingConfig(provider=name))
+        return
+    assert spec.factory is not None
     module, _, cls = spec.factory.partition(":")
     factory = getattr(__import__(module, fromlist=[cls]), cls)
     assert issubclass(factory, EmbeddingProvider)

@@ -62,6 +62,19 @@ def test_ranking_loss_hand_computed() -> None:
     assert value.item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_ranking_loss_counts_only_the_anchor_pairs_as_j() -> None:
+    query = t([[1, 0]])
+    documents = t([[1, 0], [0, 1], [-1, 0]])  # scores 1, 0, -1
+    relevance = t([[2, 1, 0]])
+    anchors = torch.tensor([[False, True, False]])  # only the grade-1 document acts as j
+    # j=1 beats k=2 (gain 1); k=0 has the higher grade, so it is no negative for j=1.
+    value = ranking_loss(query, documents, relevance, dims=(2,), weights=(1.0,), anchors=anchors)
+    assert value.item() == pytest.approx(math.log1p(math.exp(-1)), abs=1e-6)
+    with pytest.raises(ValueError, match="anchors must be labelled pairs"):
+        unlabelled = torch.tensor([[False, False, True]])
+        ranking_loss(query, documents, relevance, (2,), (1.0,), anchors=unlabelled)
+
+
 def test_ranking_loss_matches_dense_pairwise_definition() -> None:
     generator = torch.Generator().manual_seed(3)
     queries = torch.randn(4, 8, generator=generator)

@@ -16,6 +16,7 @@ from components.tracking import (
     FAILURE_STAGE_TAG,
     PipelineRun,
     log_pipeline_outputs,
+    read_run_lineage,
 )
 
 
@@ -111,8 +112,17 @@ def test_full_run_is_logged_and_finished(tmp_path: Path) -> None:
         "schema: '2.0'\nstages:\n  embed:\n    outs:\n    - path: runs/embeddings\n"
         "      hash: md5\n      md5: 1234.dir\n"
     )
-    tags = run.log_lineage(tmp_path, code_root=Path(__file__).parents[2])
-    assert tags["dvc.embed.runs/embeddings"] == "1234.dir"
+    tags = run.log_lineage(
+        tmp_path, code_root=Path(__file__).parents[2], dataset_fingerprint="ab" * 32
+    )
+    assert len(tags["git_commit"]) == 40 and len(tags["dvc_lock_digest"]) == 64
+    assert not [key for key in tags if key.startswith("dvc.")]  # no tag per hash
+    lineage = read_run_lineage(run.client, run.run_id)  # the one lineage document
+    assert lineage["dvc_lock"]["stages"]["embed"]["outs"] == {"runs/embeddings": "1234.dir"}
+    assert lineage["dvc_lock"]["sha256"] == tags["dvc_lock_digest"]
+    assert lineage["git"]["commit"] == tags["git_commit"]
+    assert lineage["dataset_fingerprint"] == "ab" * 32
+    assert read_run_lineage(run.client, None) is None
     run.finish()
 
     client = run.client
@@ -159,6 +169,7 @@ def test_failed_run_is_marked_failed_with_reason(tmp_path: Path) -> None:
     paths = {a.path for a in run.client.list_artifacts(run.run_id)}
     assert "failure.txt" in paths
     assert "ui --backend-store-uri" in run.ui_hint()
+    assert read_run_lineage(run.client, run.run_id) is None  # it never logged one
 
 
 def test_missing_results_raise(tmp_path: Path) -> None:

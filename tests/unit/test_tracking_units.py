@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from components.tracking import (
-    dvc_lock_tags,
+    collect_lineage,
+    dvc_lock_digest,
     evaluation_metrics,
     flatten_params,
     format_dim_table,
@@ -178,21 +179,42 @@ stages:
 """
 
 
-def test_dvc_lock_hashes_become_tags(tmp_path: Path) -> None:
+def test_dvc_lock_hashes_go_into_one_lineage_document(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
     lock = tmp_path / "dvc.lock"
     lock.write_text(DVC_LOCK)
     parsed = read_dvc_lock(lock)
     assert parsed["validate"]["deps"] == {"data/scifact": "0123456789abcdef0123456789abcdef.dir"}
-    tags = dvc_lock_tags(lock)
-    assert tags == {
-        "dvc.validate.data/scifact": "0123456789abcdef0123456789abcdef.dir",
-        "dvc.validate.runs/validation": "fedcba9876543210fedcba9876543210.dir",
-        "dvc.evaluate.runs/evaluation/metrics.json": "1" * 32,
+    digest = hashlib.sha256(DVC_LOCK.encode()).hexdigest()  # what `sha256sum dvc.lock` prints
+    assert dvc_lock_digest(lock) == digest
+    lineage = collect_lineage(tmp_path, dataset_fingerprint="f" * 64)
+    # A handful of tags, whatever the number of stages; the hashes live in the document.
+    assert lineage.tags() == {"git_commit": "unknown", "dvc_lock_digest": digest}
+    document = json.loads(lineage.to_json())
+    assert document["dataset_fingerprint"] == "f" * 64
+    assert document["dvc_lock"]["sha256"] == digest
+    assert document["dvc_lock"]["stages"] == parsed
+    assert document["dvc_lock"]["stages"]["evaluate"]["outs"] == {
+        "runs/evaluation/metrics.json": "1" * 32
     }
     assert read_dvc_lock(tmp_path / "missing.lock") == {}
+    assert dvc_lock_digest(tmp_path / "missing.lock") is None
+    assert collect_lineage(tmp_path / "nowhere").tags() == {"git_commit": "unknown"}
     (tmp_path / "bad.lock").write_text("- a list\n")
     with pytest.raises(ValueError, match="bad.lock"):
         read_dvc_lock(tmp_path / "bad.lock")
+
+
+def test_lineage_masks_credentials_in_dvc_paths(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  fetch:\n    deps:\n"
+        "    - path: https://user:hunter2@example.org/corpus.jsonl\n      etag: abc\n"
+    )
+    text = collect_lineage(tmp_path).to_json()
+    assert "hunter2" not in text and "https://***@example.org/corpus.jsonl" in text
 
 
 def test_git_info(tmp_path: Path) -> None:
