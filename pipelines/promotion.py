@@ -4,7 +4,9 @@ A person reads the review report of the new ``@challenger`` in the MLflow UI, th
 this flow (``prefect deployment run 'matryoshka-promotion/promote-challenger'``) or runs
 ``matryoshka promote``. The gate re-evaluates the challenger, ``@champion`` and the
 baselines on the frozen evaluation set and moves ``@champion`` only when every counted size
-passes (``registry:`` in params.yaml; see docs/registry.md).
+passes (``registry:`` in params.yaml; see docs/registry.md). With ``run_mode=approval`` a
+pass pauses this flow run for a person's answer in the Prefect UI, as in the retraining
+flow (:mod:`pipelines.approval`).
 
 Example:
     >>> from pipelines.promotion import promotion_flow
@@ -41,18 +43,15 @@ def promotion_gate(
             flow run shows ``Failed`` in the Prefect UI with the gate's reasons).
     """
     from components.params import load_params
-    from components.registry.wiring import gate_from_params
+    from components.registry.approval import gate_markdown
+    from components.registry.wiring import gate_from_params, registry_settings
 
     logger = get_run_logger()
     project = Path(root)
-    outcome = gate_from_params(
-        load_params(project / params_file),
-        project,
-        version=version,
-        run_mode=run_mode,
-        model_name=model_name,
-        tracking_uri=tracking_uri,
-    )
+    params = load_params(project / params_file)
+    where = {"run_mode": run_mode, "model_name": model_name, "tracking_uri": tracking_uri}
+    settings = registry_settings(params, project, **where)
+    outcome = gate_from_params(params, project, version=version, **where)
     name = outcome.model_name
     logger.info("%s (%s): %s", name, outcome.action, outcome.message)
     if outcome.decision is not None:
@@ -68,7 +67,14 @@ def promotion_gate(
             )
     if outcome.action == "rejected":
         raise RuntimeError(f"{name} v{outcome.version} rejected: {outcome.message}")
-    return outcome.to_dict()
+    result = outcome.to_dict()
+    if outcome.action == "awaiting_approval":
+        result |= {
+            "gate_markdown": gate_markdown(outcome.decision, name, outcome.version),
+            "tracking_uri": settings.tracking_uri,
+            "approval_timeout_s": settings.config.approval_timeout_s,
+        }
+    return result
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -85,11 +91,25 @@ def promotion_flow(
     Args:
         model_name: registered model (default: ``registry.model_name`` / mlflow section).
         version: version to gate (default: the ``challenger`` alias).
-        run_mode: override of ``registry.run_mode`` (``disabled``, ``dry_run``, ``enabled``).
+        run_mode: override of ``registry.run_mode`` (``disabled``, ``dry_run``, ``enabled``,
+            ``approval``: a pass pauses the run until a person answers).
         root: project directory with params.yaml and the evaluation embeddings (default: the
             working directory).
         params_file: params file name under ``root``.
         tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI``, params, project store).
     """
     project = str(Path(root or os.getcwd()).resolve())
-    return promotion_gate(project, params_file, model_name, version, run_mode, tracking_uri)
+    result = promotion_gate(project, params_file, model_name, version, run_mode, tracking_uri)
+    if result["action"] != "awaiting_approval":
+        return result
+    from pipelines.approval import await_approval
+
+    decided = await_approval(
+        result["model_name"],
+        str(result["version"]),
+        result["champion_before"],
+        result["gate_markdown"],
+        result["approval_timeout_s"],
+        result["tracking_uri"],
+    )
+    return {**decided.to_dict(), "decision": result["decision"]}

@@ -14,12 +14,20 @@
    (state ``Cached``); the supervised stage without training labels ends ``Skipped``;
 6. logs metrics, curves, artifacts, the dataset and lineage, registers the adaptor as
    ``@challenger``, and only then marks the MLflow run ``FINISHED``;
-7. with ``apply=True``, copies the outputs and ``dvc.lock`` into the checkout
+7. runs the promotion gate on the new version (``registry.run_mode``: ``disabled``,
+   ``dry_run``, ``enabled`` promotes on pass, ``approval`` pauses the flow on pass until a
+   person approves or rejects in the Prefect UI, :mod:`pipelines.approval`);
+8. publishes Prefect artifacts: ``retraining-report`` (Markdown: per-dimension table, the
+   gate's verdict, MLflow links), ``retraining-metrics`` (table) and, while the embed stage
+   runs, ``embedding-progress`` (:mod:`pipelines.artifacts`);
+9. with ``apply=True``, copies the outputs and ``dvc.lock`` into the checkout
    (:func:`components.runs.apply_run`), the only step that writes there.
 
 A failing stage stops the flow: the error (for validation, the summary naming file, row and
 field) is in the raised :class:`StageFailedError`, the MLflow run is ``FAILED``, nothing is
 registered. SIGINT/SIGTERM end the stage's process group and mark the run ``KILLED``.
+The gate runs after the MLflow run is ``FINISHED``: a gate error fails the flow but leaves
+the registered version as ``@challenger`` (``validation_status=pending``).
 """
 
 from __future__ import annotations
@@ -50,14 +58,23 @@ from components.params import (
 from components.runs import ActiveRun, active_run, apply_run, create_workspace, open_run
 from components.stages.graph import StageSpec, load_stage_graph, stage_outputs
 from components.tracking import PipelineRun, display_uri, flatten_params, read_json
+from components.tracking.flow_summary import (
+    gate_verdict,
+    metric_rows,
+    mlflow_links,
+    run_report_markdown,
+)
 from components.tracking.params import redact_overrides
+from pipelines.artifacts import EmbeddingProgress, publish_metrics, publish_report
 from pipelines.settings import REPO_ROOT
 
 FLOW_NAME = "matryoshka-retraining"
 DVC_FILE = "dvc.yaml"
+#: The stage whose output lines feed the ``embedding-progress`` artifact.
+EMBED_STAGE = "embed"
 #: Prefect task options per stage name; the extraction stage retries (APIs, rate limits).
 STAGE_TASK_OPTIONS: dict[str, dict[str, Any]] = {
-    "embed": {"retries": 2, "retry_delay_seconds": 10},
+    EMBED_STAGE: {"retries": 2, "retry_delay_seconds": 10},
 }
 # What `dvc repro` prints for a stage it did not run (unchanged, or found in its run cache).
 _DVC_SKIP_MARKERS = ("didn't change, skipping", "is cached - skipping run")
@@ -95,6 +112,10 @@ class RetrainingResult:
         workspace: where the stages ran (outputs under ``runs/`` there).
         registered: ``{"model_name", "version", "new"}`` or None (registry off).
         applied: the outputs were copied into the checkout.
+        gate: what the promotion gate did (``PromotionOutcome.to_dict()``: ``action``
+            ``disabled`` | ``dry_run`` | ``promoted`` | ``rejected`` | ``noop`` |
+            ``approved`` | ``timed_out``, ``champion_before`` / ``champion_after``,
+            ``message``); None when nothing was registered.
     """
 
     run: str
@@ -107,6 +128,7 @@ class RetrainingResult:
     workspace: str
     registered: dict[str, Any] | None = None
     applied: bool = False
+    gate: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         lines = [self.table, "", "stages: " + ", ".join(f"{k} {v}" for k, v in self.stages.items())]
@@ -116,6 +138,8 @@ class RetrainingResult:
                 f"registry: {self.registered['model_name']} version "
                 f"{self.registered['version']} ({new})"
             )
+        if self.gate:
+            lines.append(f"gate: {gate_verdict(self.gate)}")
         lines.append(f"run {self.run}: outputs in {RunLayout().under(self.workspace).root}")
         lines.append(
             "  applied to the checkout (runs/, dvc.lock)"
@@ -268,7 +292,10 @@ def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
     root = Path(workspace)
     logger.info("stage %s started (cmd: %s)", stage.name, stage.cmd)
     started = time.perf_counter()
+    progress = EmbeddingProgress() if stage.name == EMBED_STAGE else None
     if run.restore_stage(root, stage.name) is not None:
+        if progress is not None:
+            progress.finish("embedding restored from the DVC cache")
         return _finished(stage, root, "cached", time.perf_counter() - started, logger)
     lines: list[str] = []
     command = [_tool("dvc"), "repro", "--single-item", stage.name]
@@ -278,6 +305,8 @@ def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
         if line.strip():
             lines.append(line)
             _log_line(logger, line)
+            if progress is not None:
+                progress.feed(line)
     seconds = round(time.perf_counter() - started, 2)
     code = run.last_returncode or 0
     if code != 0:
@@ -288,6 +317,8 @@ def run_dvc_stage(stage: StageSpec, workspace: str, run_id: str) -> Any:
             stage.name, f"stage '{stage.name}' failed (exit {exit_code}):\n{report}", exit_code
         )
     cached = any(marker in line for line in lines for marker in _DVC_SKIP_MARKERS)
+    if progress is not None:
+        progress.finish("embedding restored from the DVC cache" if cached else "embedding done")
     return _finished(stage, root, "cached" if cached else "ran", seconds, logger)
 
 
@@ -430,6 +461,97 @@ def register_model(
     return registered
 
 
+@task(name="promotion-gate", cache_policy=NO_CACHE)
+def gate_version(workspace: str, version: str, tracking_uri: str) -> Any:
+    """Gate the registered ``version`` with the run's own params (the workspace's
+    ``params.yaml``, overrides included) on the run's evaluation embeddings
+    (:func:`components.registry.wiring.gate_from_params`).
+
+    Returns:
+        The ``PromotionOutcome``; ``awaiting_approval`` in ``approval`` mode on a pass.
+    """
+    from components.registry.wiring import gate_from_params
+
+    logger = get_run_logger()
+    outcome = gate_from_params(
+        load_params(Path(workspace) / PARAMS_FILE),
+        workspace,
+        version=version,
+        tracking_uri=tracking_uri,
+    )
+    logger.info("gate (%s): %s", outcome.action, gate_verdict(outcome.to_dict()))
+    return outcome
+
+
+def run_gate(workspace: str, version: str, tracking_uri: str, timeout_s: int) -> dict[str, Any]:
+    """The gate, then, in ``approval`` mode on a pass, the pause for a person's answer.
+
+    Returns:
+        The outcome as a dict (``PromotionOutcome.to_dict()``) with the gate's
+        per-dimension summary as ``gate_markdown`` (absent when nothing was compared).
+    """
+    from components.registry.approval import gate_markdown
+
+    outcome = gate_version(workspace, version, tracking_uri)
+    summary = (
+        gate_markdown(outcome.decision, outcome.model_name, outcome.version)
+        if outcome.decision is not None
+        else None
+    )
+    if outcome.action != "awaiting_approval":
+        return {**outcome.to_dict(), "gate_markdown": summary}
+    from pipelines.approval import await_approval
+
+    publish_report(
+        f"## Waiting for approval\n\n{summary}",
+        f"{outcome.model_name} v{outcome.version}: waiting for approval",
+    )
+    decided = await_approval(
+        outcome.model_name,
+        str(outcome.version),
+        outcome.champion_before,
+        summary or "",
+        timeout_s,
+        tracking_uri,
+    )
+    return {
+        **decided.to_dict(),
+        "decision": outcome.decision.to_dict(),
+        "message": f"{decided.message}. {outcome.decision.summary()}",
+        "gate_markdown": summary,
+    }
+
+
+def publish_artifacts(result: RetrainingResult) -> None:
+    """The run's Prefect artifacts: the Markdown report and the metric table."""
+    registered = result.registered or {}
+    links = mlflow_links(
+        result.tracking_uri,
+        result.experiment_id,
+        result.run_id,
+        registered.get("model_name"),
+        registered.get("version"),
+    )
+    if result.gate:
+        verdict = gate_verdict(result.gate)
+    elif result.registered:
+        verdict = "registered; the gate did not run"
+    else:
+        verdict = "not registered (registry=False): no gate"
+    markdown = run_report_markdown(
+        run=result.run,
+        table=result.table,
+        links=links,
+        stages=result.stages,
+        verdict=verdict,
+        gate=(result.gate or {}).get("gate_markdown"),
+        registered=result.registered,
+    )
+    publish_report(markdown, f"run {result.run}: {verdict}"[:500])
+    metrics = read_json(RunLayout().under(result.workspace).metrics_json) or {}
+    publish_metrics(metric_rows(metrics), f"run {result.run}: evaluation metrics per size m")
+
+
 def fail_tracking(
     handle: Mapping[str, str], run: ActiveRun, error: BaseException, workspace: str | None
 ) -> None:
@@ -496,7 +618,8 @@ def retraining_flow(
             ``{"method.train.unsupervised.max_iterations": 200}``.
         root: the project directory holding ``dvc.yaml`` and ``params.yaml`` (default: the
             working directory). It is read, never written (unless ``apply``).
-        registry: call the model registry after a successful run.
+        registry: after a successful run, register the adaptor as ``@challenger`` and run
+            the gate (``registry.run_mode``; ``approval`` pauses the run on a pass).
         apply: copy the outputs and ``dvc.lock`` into the project when the run succeeds
             (refused with overrides: use ``matryoshka apply RUN --with-params``).
 
@@ -559,6 +682,16 @@ def retraining_flow(
     applied = False
     if apply:
         applied = bool(apply_run(run.layout, run.run_id, stage_outputs(stages)))
+    gate = (
+        run_gate(
+            workspace,
+            registered["version"],
+            handle["tracking_uri"],
+            params.registry.approval_timeout_s,
+        )
+        if registered is not None
+        else None
+    )
     result = RetrainingResult(
         run=run.run_id,
         run_id=handle["run_id"],
@@ -570,6 +703,8 @@ def retraining_flow(
         workspace=workspace,
         registered=registered,
         applied=applied,
+        gate=gate,
     )
+    publish_artifacts(result)
     logger.info("retraining finished: run %s, MLflow run %s", run.run_id, handle["run_id"])
     return result

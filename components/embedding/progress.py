@@ -8,12 +8,40 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from typing import NamedTuple
 
 from components.progress import DEFAULT_INTERVAL_S, ProgressMode, format_duration, resolve_mode
 
 log = logging.getLogger("components.embedding.progress")
+
+# What Progress.line() writes (also found inside a longer log line, e.g. a stage's output).
+_LINE = re.compile(r"(?P<desc>[\w.-]+): (?P<done>\d+)/(?P<total>\d+) texts \(")
+
+
+class ProgressPoint(NamedTuple):
+    """One parsed progress line: ``desc`` (``corpus`` / ``queries``), texts done, total."""
+
+    desc: str
+    done: int
+    total: int
+
+
+def parse_progress_line(line: str) -> ProgressPoint | None:
+    """The progress a :meth:`Progress.line` (or a log line holding one) reports, else None.
+
+    Example:
+        >>> parse_progress_line("INFO x: corpus: 10/40 texts (25%), 3.1 texts/s, ETA 0m09s")
+        ProgressPoint(desc='corpus', done=10, total=40)
+        >>> parse_progress_line("stage embed started") is None
+        True
+    """
+    match = _LINE.search(line)
+    if match is None:
+        return None
+    return ProgressPoint(match["desc"], int(match["done"]), int(match["total"]))
 
 
 class Progress:

@@ -65,6 +65,15 @@ def _evaluation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="label split (default: dataset.test_split)")
 
 
+APPROVAL_NEEDS_FLOW = (
+    "promote: registry.run_mode=approval needs a person to approve in the Prefect UI, so it "
+    "runs inside a Prefect flow (the retraining deployment, or `prefect deployment run "
+    "'matryoshka-promotion/promote-challenger' --param run_mode=approval`); nothing was "
+    "changed. Here use --run-mode dry_run to see the decision, or --run-mode enabled to "
+    "promote on a pass."
+)
+
+
 def add_registry_commands(subparsers: Any) -> None:
     """Add ``promote``, ``rollback`` and ``review-report`` to an argparse subparsers object."""
     promote = subparsers.add_parser(
@@ -72,7 +81,9 @@ def add_registry_commands(subparsers: Any) -> None:
         help="promotion gate: challenger vs @champion and baselines",
         description="Re-evaluate @challenger (or --version), @champion and the baselines on "
         "the frozen evaluation set; move @champion when every counted size passes "
-        "(registry.run_mode: disabled | dry_run | enabled). Exit 1 when rejected.",
+        "(registry.run_mode: disabled | dry_run | enabled). Exit 1 when rejected. "
+        "run_mode approval needs a person in the Prefect UI: it runs in the retraining or "
+        "promotion flow, not here.",
     )
     _common(promote)
     _evaluation_args(promote)
@@ -81,7 +92,7 @@ def add_registry_commands(subparsers: Any) -> None:
     )
     promote.add_argument(
         "--run-mode",
-        choices=("disabled", "dry_run", "enabled"),
+        choices=("disabled", "dry_run", "enabled", "approval"),
         default=None,
         help="override registry.run_mode",
     )
@@ -147,8 +158,12 @@ def run_promote(args: argparse.Namespace) -> int:
     from components.registry.wiring import gate_from_params
 
     try:
+        params = _params(args)
+        if (args.run_mode or params.registry.run_mode) == "approval":
+            print(APPROVAL_NEEDS_FLOW, file=sys.stderr)
+            return EXIT_ERROR
         outcome = gate_from_params(
-            _params(args),
+            params,
             _root(args),
             version=args.version,
             report_dir=args.report_dir,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 DEFAULT_BASELINES = ("base", "pca", "svd_rotation")
 
-RunMode = Literal["disabled", "dry_run", "enabled"]
+RunMode = Literal["disabled", "dry_run", "enabled", "approval"]
 
 
 class RegistryConfig(BaseModel):
@@ -27,7 +27,9 @@ class RegistryConfig(BaseModel):
         model_name: registered model; ``None`` = ``mlflow.registered_model_name``
             (:attr:`components.params.PipelineParams.model_name`).
         run_mode: ``disabled`` (the gate does nothing), ``dry_run`` (decides and logs, never
-            moves an alias or a status) or ``enabled``.
+            moves an alias or a status), ``enabled`` (promote on pass) or ``approval``
+            (on pass, the retraining flow pauses until a person approves or rejects in the
+            Prefect UI; see :mod:`components.registry.approval`).
         metric: the evaluation column the gate compares (``ndcg_at_10``).
         dims: the sizes m that count; ``None`` = every trained size of the challenger.
         ndcg_floor: absolute floor of ``metric`` at each counted m: one number for all, or
@@ -41,6 +43,8 @@ class RegistryConfig(BaseModel):
         embeddings_dir: the frozen evaluation set's embeddings (``corpus.npy``,
             ``queries.npy``, ids, ``meta.json``); ``None`` = the embed stage's output
             (:attr:`components.layout.RunLayout.embeddings`).
+        approval_timeout_s: ``approval`` mode: seconds the paused flow waits for a decision;
+            after that the version stays ``@challenger`` tagged ``approval_decision=timed_out``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +58,7 @@ class RegistryConfig(BaseModel):
     min_delta_vs_baselines: float = 0.0
     baselines: tuple[str, ...] = DEFAULT_BASELINES
     embeddings_dir: str | None = None
+    approval_timeout_s: int = Field(default=86400, gt=0)
 
     @field_validator("dims")
     @classmethod

@@ -7,6 +7,10 @@ review report to the challenger, then, by ``run_mode``:
 * ``disabled``: nothing is evaluated or changed;
 * ``dry_run``: decides, logs and tags ``gate_dry_run=passed|failed``; never moves an alias
   or the ``validation_status``;
+* ``approval``: decides like ``enabled``; a pass tags ``approval_decision=pending`` and
+  moves nothing (action ``awaiting_approval``): the retraining flow then pauses for a person
+  and records the answer with :func:`components.registry.approval.record_approval`; a fail
+  is a rejection as in ``enabled``;
 * ``enabled``: pass → ``champion`` moves to the challenger, which is tagged
   ``validation_status=passed``, ``previous_champion`` and ``promoted_at``; fail → the champion
   is untouched, the version is tagged ``validation_status=failed``.
@@ -56,7 +60,17 @@ DRY_RUN_TAG = "gate_dry_run"
 EXIT_OK, EXIT_REJECTED = 0, 1
 
 
-PromotionAction = Literal["promoted", "rejected", "dry_run", "disabled", "noop", "rolled_back"]
+PromotionAction = Literal[
+    "promoted",
+    "rejected",
+    "dry_run",
+    "disabled",
+    "noop",
+    "rolled_back",
+    "awaiting_approval",
+    "approved",
+    "timed_out",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +79,9 @@ class PromotionOutcome:
 
     Attributes:
         action: ``promoted``, ``rejected``, ``dry_run``, ``disabled``, ``noop`` (the
-            challenger already is the champion) or ``rolled_back``.
+            challenger already is the champion), ``rolled_back``, or in ``approval`` mode
+            ``awaiting_approval`` (gate passed, a person decides), then ``approved``
+            (``@champion`` moved), ``rejected`` or ``timed_out``.
         version: the version gated (or rolled back to).
         champion_before / champion_after: ``@champion`` before and after (None: none).
         decision: the gate's decision (None when disabled, noop or rollback).
@@ -258,6 +274,29 @@ def promote(
                 decision=decision,
                 report=report,
                 message=f"dry run: {decision.summary()}",
+            )
+        if decision.passed and config.run_mode == "approval":
+            from components.registry.approval import APPROVAL_DECISION, PENDING
+
+            client.set_model_version_tag(model_name, candidate, APPROVAL_DECISION, PENDING)
+            client.update_model_version(
+                model_name,
+                candidate,
+                description=report.description(
+                    f"Waiting for a person's approval in the Prefect UI "
+                    f"(`{APPROVAL_DECISION}={PENDING}`); `@{CHAMPION}` unchanged "
+                    f"({'v' + champion_before if champion_before else 'none'}) until then."
+                ),
+            )
+            return PromotionOutcome(
+                action="awaiting_approval",
+                model_name=model_name,
+                version=candidate,
+                champion_before=champion_before,
+                champion_after=champion_before,
+                decision=decision,
+                report=report,
+                message=f"{decision.summary()} Waiting for a person's approval.",
             )
         if decision.passed:
             _set_champion(client, model_name, candidate, champion_before, reason="gate passed")

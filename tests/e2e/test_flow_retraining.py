@@ -165,6 +165,10 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
     assert dataset_input.dataset.digest == fingerprint[:32]
     assert result.registered is not None and result.registered["new"] is True
     assert "mlflow ui --backend-store-uri" in str(result)
+    # params.yaml's registry.run_mode (enabled): the flow gated its own challenger
+    assert result.gate is not None and result.gate["action"] in {"promoted", "rejected"}
+    assert result.gate["version"] == result.registered["version"]
+    assert "gate: v" in str(result)
 
     # Warm re-run, nothing changed: every stage comes from DVC's cache, no new version.
     started = time.perf_counter()

@@ -10,153 +10,37 @@ appear nowhere: not in the MLflow store, its artifacts, the Prefect logs or data
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from helpers.deployment import (
+    api,
+    deployed_services,
+    free_port,
+    make_project,
+    service_env,
+    wait_terminal,
+)
 from helpers.stages import FAST_FLOW as FAST
-from helpers.stages import REPO, TINY
 
-BIN = Path(sys.executable).parent
 CANARY = f"sk-canary-{uuid.uuid4().hex}"
-POOL = "matryoshka-process"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def api(base: str, path: str, payload: Any = None, method: str | None = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        f"{base}{path}",
-        data=data,
-        method=method or ("POST" if data is not None else "GET"),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
-def wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited: {log.read_text()[-3000:]}")
-        try:
-            api(base, "/health")
-            return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"prefect server not healthy after {timeout} s: {log.read_text()[-3000:]}")
-
-
-def wait_terminal(base: str, run_id: str, timeout: float, worker_log: Path) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api(base, f"/flow_runs/{run_id}")
-        if run["state"]["type"] in TERMINAL:
-            return run
-        time.sleep(2)
-    raise TimeoutError(
-        f"flow run {run_id} still {run['state']['type']} after {timeout} s; "
-        f"worker: {worker_log.read_text()[-3000:]}"
-    )
-
-
-def make_project(root: Path) -> Path:
-    """A throw-away DVC project: the repo's dvc.yaml/params.yaml/components, tiny data."""
-    root.mkdir(parents=True)
-    shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"]["path"] = "data/tiny"
-    params["embedding"]["provider"] = "local"
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copytree(
-        REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(TINY, root / "data" / "tiny")
-    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=root, check=True)
-    return root
-
-
-def stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.fixture(scope="module")
 def deployed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("deployment")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/api"
+    base = f"http://127.0.0.1:{free_port()}/api"
     store = tmp / "mlflow"
     store.mkdir()
     model_name = f"adaptor-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PWD": str(REPO),  # prefect.yaml's pull step: {{ $PWD }} at deploy time
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-        "PREFECT_API_URL": base,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "OPENAI_API_KEY": CANARY,
-        "GEMINI_API_KEY": CANARY,
-    }
-    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    env = {**service_env(tmp, base, store), "OPENAI_API_KEY": CANARY, "GEMINI_API_KEY": CANARY}
     project = make_project(tmp / "project")
-    logs = {name: tmp / f"{name}.log" for name in ("server", "worker")}
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp,
-        env=env,
-        stdout=logs["server"].open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = None
-    try:
-        wait_healthy(base, server, logs["server"], timeout=180)
-        prefect = [str(BIN / "prefect"), "--no-prompt"]
-        for command in (["work-pool", "create", POOL, "--type", "process"], ["deploy", "--all"]):
-            done = subprocess.run(
-                [*prefect, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-            )
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        worker = subprocess.Popen(
-            [*prefect, "worker", "start", "--pool", POOL, "--limit", "1"],
-            cwd=tmp,
-            env=env,
-            stdout=logs["worker"].open("w"),
-            stderr=subprocess.STDOUT,
-        )
+    with deployed_services(tmp, env) as services:
+        logs = services.logs
         deployment = api(base, "/deployments/name/matryoshka-retraining/retraining-weekly")
         parameters = {
             "dataset": "data/tiny",
@@ -166,21 +50,20 @@ def deployed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                 **FAST,
                 "mlflow.experiment_name": f"deploy-{model_name}",
                 "mlflow.registered_model_name": model_name,
+                # the in-flow gate off: this test gates with the promotion deployment
+                "registry.run_mode": "disabled",
             },
         }
-        flow_run = api(
-            base, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters}
-        )
-        finished = wait_terminal(base, flow_run["id"], 540, logs["worker"])
+        flow_run_id = services.run_deployment("matryoshka-retraining/retraining-weekly", parameters)
+        finished = wait_terminal(base, flow_run_id, 540, logs["worker"])
         promotion = api(base, "/deployments/name/matryoshka-promotion/promote-challenger")
-        gate_run = api(
-            base,
-            f"/deployments/{promotion['id']}/create_flow_run",
-            {"parameters": {"model_name": model_name, "root": str(project), "run_mode": "dry_run"}},
+        gate_run_id = services.run_deployment(
+            "matryoshka-promotion/promote-challenger",
+            {"model_name": model_name, "root": str(project), "run_mode": "dry_run"},
         )
-        gate_finished = wait_terminal(base, gate_run["id"], 240, logs["worker"])
+        gate_finished = wait_terminal(base, gate_run_id, 240, logs["worker"])
         run_logs = []
-        for run_id in (flow_run["id"], gate_run["id"]):
+        for run_id in (flow_run_id, gate_run_id):
             offset = 0
             while True:
                 page = api(
@@ -209,10 +92,6 @@ def deployed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             "project": project,
             "log_files": logs,
         }
-    finally:
-        if worker is not None:
-            stop(worker)  # the worker first: it retries for minutes without a server
-        stop(server)
 
 
 def test_retraining_deployment_registers_a_pending_challenger(deployed_run: dict) -> None:

@@ -208,3 +208,43 @@ def finished_run(uri: str, name: str = "pipeline") -> str:
     client.log_text(run.info.run_id, lineage.to_json(), LINEAGE_ARTIFACT)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def write_planted_project(data: Planted, root: Path, registry: dict[str, Any]) -> Path:
+    """A project folder for the gate on ``data``: a BEIR dataset (the planted ids and test
+    labels), its embeddings and a ``params.yaml`` with ``registry`` (plus the embeddings
+    folder); returns the params file."""
+    import yaml
+
+    from components.embedding.store import save_embeddings
+
+    dataset = root / "dataset"
+    (dataset / "qrels").mkdir(parents=True)
+    (dataset / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": i, "title": "", "text": f"doc {i}"}) + "\n" for i in data.corpus_ids
+        )
+    )
+    (dataset / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "text": f"query {i}"}) + "\n" for i in data.query_ids)
+    )
+    (dataset / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{r.query_id}\t{r.doc_id}\t{r.score}\n" for r in data.test_qrels.itertuples())
+    )
+    save_embeddings(
+        root / "embeddings",
+        corpus_ids=data.corpus_ids,
+        corpus=data.corpus.numpy(),
+        query_ids=data.query_ids,
+        queries=data.queries.numpy(),
+        meta={"provider": "synthetic"},
+    )
+    params = {
+        "dataset": {"path": str(dataset), "test_split": "test"},
+        "evaluation": {"dims": list(TRAINED_DIMS)},
+        "registry": {"embeddings_dir": str(root / "embeddings"), **registry},
+    }
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

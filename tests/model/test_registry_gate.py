@@ -21,6 +21,7 @@ from helpers.registry import (
     mlflow_store,
     planted,
     train_variants,
+    write_planted_project,
 )
 from helpers.stages import assert_cli_failure
 
@@ -400,36 +401,10 @@ def test_cli_promote_review_report_and_rollback(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from components.embedding.store import save_embeddings
-
-    dataset = tmp_path / "dataset"
-    (dataset / "qrels").mkdir(parents=True)
-    (dataset / "corpus.jsonl").write_text(
-        "".join(
-            json.dumps({"_id": i, "title": "", "text": f"doc {i}"}) + "\n" for i in data.corpus_ids
-        )
-    )
-    (dataset / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": i, "text": f"query {i}"}) + "\n" for i in data.query_ids)
-    )
-    (dataset / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n"
-        + "".join(f"{r.query_id}\t{r.doc_id}\t{r.score}\n" for r in data.test_qrels.itertuples())
-    )
-    save_embeddings(
-        tmp_path / "embeddings",
-        corpus_ids=data.corpus_ids,
-        corpus=data.corpus.numpy(),
-        query_ids=data.query_ids,
-        queries=data.queries.numpy(),
-        meta={"provider": "synthetic"},
-    )
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        f"dataset:\n  path: {dataset}\n  test_split: test\n"
-        "evaluation:\n  dims: [4, 8, 16]\n"
-        f"registry:\n  model_name: clitest\n  run_mode: enabled\n"
-        f"  min_delta_vs_baselines: -1.0\n  embeddings_dir: {tmp_path / 'embeddings'}\n"
+    params = write_planted_project(
+        data,
+        tmp_path,
+        {"model_name": "clitest", "run_mode": "enabled", "min_delta_vs_baselines": -1.0},
     )
     common = ["--params", str(params), "--tracking-uri", store]
     medium = register(store, adaptors, documents, "clitest", "medium")

@@ -116,3 +116,92 @@ def test_result_text_says_where_the_outputs_are() -> None:
     text = str(result)
     assert "| t |" in text and "validate cached" in text and "version 2" in text
     assert "matryoshka apply 20261201-000000-abcdef" in text
+
+
+def test_result_text_reports_the_gate_outcome() -> None:
+    base = {
+        "run": "20261201-000000-abcdef",
+        "run_id": "r1",
+        "experiment_id": "1",
+        "tracking_uri": "sqlite:///x.db",
+        "stages": {"evaluate": "ran"},
+        "table": "| t |",
+        "ui": "MLflow UI",
+        "workspace": "/p/w",
+        "registered": {"model_name": "m", "version": "3", "new": True},
+    }
+    promoted = RetrainingResult(
+        **base,
+        gate={
+            "action": "promoted",
+            "version": "3",
+            "champion_before": "2",
+            "champion_after": "3",
+            "message": "Promotion gate PASSED at m=[64].",
+        },
+    )
+    assert "gate: v3 promoted: @champion v2 → v3. Promotion gate PASSED at m=[64]." in str(promoted)
+    timed_out = RetrainingResult(
+        **base, gate={"action": "timed_out", "version": "3", "champion_before": None}
+    )
+    assert "gate: v3 timed out waiting for approval: stays @challenger" in str(timed_out)
+    assert "gate:" not in str(RetrainingResult(**base))
+
+
+def test_progress_lines_are_parsed_from_stage_output() -> None:
+    from components.embedding.progress import Progress, parse_progress_line
+
+    progress = Progress(total=40, desc="corpus", mode="off")
+    progress.update(10)
+    # the stage's log format, as run_dvc_stage receives it
+    line = f"2026-12-01 00:00:00,000 INFO components.embedding.progress: {progress.line()}"
+    point = parse_progress_line(line)
+    assert point is not None and (point.desc, point.done, point.total) == ("corpus", 10, 40)
+    assert parse_progress_line("queries: 16/16 texts (100%), 9.0 texts/s, ETA 0m00s") == (
+        "queries",
+        16,
+        16,
+    )
+    assert parse_progress_line("corpus: 40 texts, 0 cached, 40 to embed") is None
+
+
+def test_flow_summary_rows_links_and_report() -> None:
+    from components.tracking.flow_summary import (
+        metric_rows,
+        mlflow_links,
+        run_report_markdown,
+    )
+
+    report = {
+        "metrics": {
+            "base": {"16": {"ndcg_at_10": 0.512345}, "4": {"ndcg_at_10": 0.3}},
+            "pca": {"4": {"ndcg_at_10": 0.31}},
+        }
+    }
+    assert metric_rows(report) == [
+        {"method": "base", "dim": 4, "ndcg_at_10": 0.3},
+        {"method": "base", "dim": 16, "ndcg_at_10": 0.5123},
+        {"method": "pca", "dim": 4, "ndcg_at_10": 0.31},
+    ]
+    served = mlflow_links("http://mlflow.internal:5000/", "7", "abc", "m", "3")
+    assert served == {
+        "run": "http://mlflow.internal:5000/#/experiments/7/runs/abc",
+        "version": "http://mlflow.internal:5000/#/models/m/versions/3",
+    }
+    assert "version" not in mlflow_links("sqlite:///x.db", "7", "abc")
+    text = run_report_markdown(
+        run="r",
+        table="| m | base |",
+        links=served,
+        stages={"embed": "cached"},
+        verdict="v3 promoted",
+        gate="### m v3: gate PASSED",
+        registered={"model_name": "m", "version": "3", "new": True},
+    )
+    assert (
+        text.index("**v3 promoted**")
+        < text.index("### m v3: gate PASSED")
+        < text.index("| m | base |")
+    )
+    assert "[m v3](http://mlflow.internal:5000/#/models/m/versions/3)" in text
+    assert "Stages: embed cached" in text
