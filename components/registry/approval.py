@@ -9,7 +9,10 @@ pauses (Prefect's human-in-the-loop input, ``pipelines/approval.py``), showing
   ``previous_champion``, ``promoted_at``);
 * ``rejected``: ``@champion`` stays; ``validation_status=rejected``;
 * ``timed_out``: nobody answered in ``registry.approval_timeout_s``; the version stays
-  ``@challenger`` with ``validation_status=pending``.
+  ``@challenger`` with ``validation_status=pending``;
+* an approval after ``@champion`` moved (another promotion or a rollback while the run
+  waited) promotes nothing: the gate compared against another champion. The version stays
+  ``@challenger``, tagged ``approval_outcome=approved_stale`` (action ``approved_stale``).
 
 Every decision sets the tags ``approval_decision``, ``approval_reviewer``,
 ``approval_comment``, ``approval_at`` and appends an "Approval" section to the version's
@@ -41,6 +44,11 @@ APPROVAL_REVIEWER = "approval_reviewer"
 APPROVAL_COMMENT = "approval_comment"
 APPROVAL_AT = "approval_at"
 PENDING, APPROVED, REJECTED, TIMED_OUT = "pending", "approved", "rejected", "timed_out"
+#: The ``@champion`` version (or ``none``) the gate compared against when it asked.
+GATED_AGAINST = "approval_gated_against"
+#: Set to ``stale`` when an approval could not promote because ``@champion`` had moved.
+APPROVAL_OUTCOME = "approval_outcome"
+STALE = "approved_stale"
 #: ``validation_status`` of a version a person rejected (the gate itself passed it).
 HUMAN_REJECTED = "rejected"
 # MLflow's SQL store caps tag values at 5000 characters (enforced by PostgreSQL).
@@ -134,7 +142,7 @@ def record_approval(
         ValueError: the version is not waiting for approval (never gated in ``approval``
             mode, or already decided).
     """
-    from components.registry.promotion import PromotionOutcome, _now, _set_champion
+    from components.registry.promotion import PromotionOutcome, set_champion, utc_now
 
     with registry_session(tracking_uri) as client:
         target = require_version(client, model_name, version)
@@ -147,7 +155,7 @@ def record_approval(
             )
         champion = alias_version(client, name, CHAMPION)
         before = str(champion.version) if champion else None
-        at = _now()
+        at = utc_now()
         tags = {
             APPROVAL_DECISION: decision,
             APPROVAL_REVIEWER: reviewer[:_MAX_TAG],
@@ -157,19 +165,39 @@ def record_approval(
         for key, value in tags.items():
             client.set_model_version_tag(name, number, key, value)
         after = before
-        if decision == APPROVED:
-            _set_champion(client, name, number, before, reason=f"approved by {reviewer}")
+        gated_against = (target.tags or {}).get(GATED_AGAINST)
+        stale = decision == APPROVED and gated_against not in (None, before or "none")
+        if stale:
+            client.set_model_version_tag(name, number, APPROVAL_OUTCOME, STALE)
+            log.warning(
+                "%s v%s: approved, but @%s moved from %s to %s while waiting: not promoted",
+                name,
+                number,
+                CHAMPION,
+                gated_against,
+                f"v{before}" if before else "none",
+            )
+        elif decision == APPROVED:
+            set_champion(client, name, number, before, reason=f"approved by {reviewer}")
             client.set_model_version_tag(name, number, VALIDATION_STATUS, PASSED)
             after = number
         elif decision == REJECTED:
             client.set_model_version_tag(name, number, VALIDATION_STATUS, HUMAN_REJECTED)
         section = approval_section(decision, reviewer, comment, at, before)
+        if stale:
+            section += (
+                f"\n\nNot promoted: `@{CHAMPION}` moved from "
+                f"{'v' + gated_against if gated_against != 'none' else 'none'} to "
+                f"{'v' + before if before else 'none'} while this run waited, so the gate's "
+                "comparison no longer holds; still `@challenger`. Gate it again "
+                "(`matryoshka promote`)."
+            )
         description = append_section(target.description, section)
         client.update_model_version(name, number, description=description)
         log.info("%s v%s: %s by %s", name, number, decision, reviewer or "nobody")
         who = f" by {reviewer}" if reviewer else ""
         return PromotionOutcome(
-            action=decision,
+            action=STALE if stale else decision,
             model_name=name,
             version=number,
             champion_before=before,

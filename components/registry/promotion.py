@@ -70,6 +70,7 @@ PromotionAction = Literal[
     "awaiting_approval",
     "approved",
     "timed_out",
+    "approved_stale",
 ]
 
 
@@ -81,7 +82,8 @@ class PromotionOutcome:
         action: ``promoted``, ``rejected``, ``dry_run``, ``disabled``, ``noop`` (the
             challenger already is the champion), ``rolled_back``, or in ``approval`` mode
             ``awaiting_approval`` (gate passed, a person decides), then ``approved``
-            (``@champion`` moved), ``rejected`` or ``timed_out``.
+            (``@champion`` moved), ``rejected``, ``timed_out`` or ``approved_stale``
+            (approved after ``@champion`` moved: nothing promoted).
         version: the version gated (or rolled back to).
         champion_before / champion_after: ``@champion`` before and after (None: none).
         decision: the gate's decision (None when disabled, noop or rollback).
@@ -114,7 +116,8 @@ class PromotionOutcome:
         }
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """Now, as the ISO timestamp the registry's tags carry."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -276,9 +279,14 @@ def promote(
                 message=f"dry run: {decision.summary()}",
             )
         if decision.passed and config.run_mode == "approval":
-            from components.registry.approval import APPROVAL_DECISION, PENDING
+            from components.registry.approval import APPROVAL_DECISION, GATED_AGAINST, PENDING
 
             client.set_model_version_tag(model_name, candidate, APPROVAL_DECISION, PENDING)
+            # The approval is for this comparison: if @champion moves while a person
+            # decides, approving must not promote a version that never beat the new one.
+            client.set_model_version_tag(
+                model_name, candidate, GATED_AGAINST, champion_before or "none"
+            )
             client.update_model_version(
                 model_name,
                 candidate,
@@ -299,13 +307,13 @@ def promote(
                 message=f"{decision.summary()} Waiting for a person's approval.",
             )
         if decision.passed:
-            _set_champion(client, model_name, candidate, champion_before, reason="gate passed")
+            set_champion(client, model_name, candidate, champion_before, reason="gate passed")
             client.set_model_version_tag(model_name, candidate, VALIDATION_STATUS, PASSED)
             client.update_model_version(
                 model_name,
                 candidate,
                 description=report.description(
-                    f"Promoted to `@{CHAMPION}` at {_now()} "
+                    f"Promoted to `@{CHAMPION}` at {utc_now()} "
                     f"(previous champion: {'v' + champion_before if champion_before else 'none'})."
                 ),
             )
@@ -364,7 +372,7 @@ def _log_decision(
     ]
     if metrics:
         client.log_batch(target.run_id, metrics=metrics)
-    payload = {**decision.to_dict(), "run_mode": config.run_mode, "checked_at": _now()}
+    payload = {**decision.to_dict(), "run_mode": config.run_mode, "checked_at": utc_now()}
     client.log_text(
         target.run_id,
         json.dumps(payload, indent=2, sort_keys=True),
@@ -372,12 +380,12 @@ def _log_decision(
     )
 
 
-def _set_champion(
+def set_champion(
     client: Any, model_name: str, version: str, previous: str | None, reason: str
 ) -> None:
     client.set_registered_model_alias(model_name, CHAMPION, version)
     client.set_model_version_tag(model_name, version, PREVIOUS_CHAMPION, previous or "none")
-    client.set_model_version_tag(model_name, version, PROMOTED_AT, _now())
+    client.set_model_version_tag(model_name, version, PROMOTED_AT, utc_now())
     client.set_model_version_tag(model_name, version, "promotion_reason", reason)
     log.info(
         "%s: @%s moved %s → v%s (%s)",
@@ -415,7 +423,7 @@ def rollback(
                 f"({''.join(verdict).replace('*', '')}); pass force=True (--force) to serve "
                 "it anyway"
             )
-        _set_champion(
+        set_champion(
             client,
             model_name,
             target_version,
@@ -423,7 +431,7 @@ def rollback(
             reason=f"rollback from v{before}" if before else "rollback",
         )
         if before is not None:
-            client.set_model_version_tag(model_name, before, "rolled_back_at", _now())
+            client.set_model_version_tag(model_name, before, "rolled_back_at", utc_now())
         return PromotionOutcome(
             action="rolled_back",
             model_name=model_name,

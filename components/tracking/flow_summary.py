@@ -115,6 +115,8 @@ def gate_verdict(gate: Mapping[str, Any]) -> str:
         "timed_out": f"v{version} timed out waiting for approval: stays @challenger, "
         f"@champion stays {before}",
         "awaiting_approval": f"v{version} passed the gate: waiting for approval",
+        "approved_stale": f"v{version} approved, but @champion moved to {before} while it "
+        "waited: not promoted, stays @challenger",
         "dry_run": f"v{version} dry run: nothing moved (@champion {before})",
         "noop": f"v{version} already is @champion",
         "disabled": "gate disabled (registry.run_mode=disabled): nothing gated",

@@ -130,6 +130,28 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
     assert alias(store, "appr", CHAMPION) == medium
 
 
+def test_an_approval_after_the_champion_moved_promotes_nothing(
+    store: str, adaptors: dict[str, Path], data: Planted
+) -> None:
+    medium = register(store, adaptors, data, "stale", "medium")
+    assert promote("stale", data.evaluation_set(), APPROVAL).action == "awaiting_approval"
+    # While a person looks at the form, another version becomes @champion.
+    good = register(store, adaptors, data, "stale", "good")
+    enabled = RegistryConfig(run_mode="enabled", min_delta_vs_baselines=-1.0)
+    assert promote("stale", data.evaluation_set(), enabled).action == "promoted"
+    assert alias(store, "stale", CHAMPION) == good
+
+    outcome = record_approval("stale", medium, "approved", reviewer="ana", tracking_uri=store)
+    assert outcome.action == "approved_stale" and outcome.champion_after == good
+    assert alias(store, "stale", CHAMPION) == good  # the gate never compared medium to good
+    version = client(store).get_model_version("stale", medium)
+    assert version.tags["approval_gated_against"] == "none"
+    assert version.tags["approval_outcome"] == "approved_stale"
+    assert version.tags["approval_decision"] == "approved"
+    assert version.tags["validation_status"] == "pending"
+    assert f"moved from none to v{good}" in version.description
+
+
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     add_registry_commands(parser.add_subparsers(dest="command", required=True))
