@@ -45,6 +45,9 @@ DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_RUNS = DEFAULT_RUNS_DIR
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: sysexits' EX_TEMPFAIL: a provider kept failing with errors that retrying can fix; running
+#: the command again later may succeed (the flow retries the stage only for this code).
+EXIT_TEMPFAIL = 75
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 log = logging.getLogger("components.cli")
@@ -144,6 +147,8 @@ def _failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, f"{exc}{notes}"
     if isinstance(exc, ParamsError | StageGraphError | ProviderSetupError):
         return EXIT_USAGE, f"error: {exc}{notes}"
+    if isinstance(exc, EmbeddingError) and exc.transient:
+        return EXIT_TEMPFAIL, f"error: {exc}{notes}"
     known = (
         StageError,
         DataFormatError,

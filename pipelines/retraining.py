@@ -47,6 +47,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
+from components.cli import EXIT_TEMPFAIL
 from components.layout import HISTORY_FILE, SUMMARY_FILE, RunLayout
 from components.params import (
     PARAMS_FILE,
@@ -74,7 +75,11 @@ DVC_FILE = "dvc.yaml"
 EMBED_STAGE = "embed"
 #: Prefect task options per stage name; the extraction stage retries (APIs, rate limits).
 STAGE_TASK_OPTIONS: dict[str, dict[str, Any]] = {
-    EMBED_STAGE: {"retries": 2, "retry_delay_seconds": 10},
+    EMBED_STAGE: {
+        "retries": 2,
+        "retry_delay_seconds": 10,
+        "retry_condition_fn": lambda task, run, state: retry_worthwhile(state),
+    },
 }
 # What `dvc repro` prints for a stage it did not run (unchanged, or found in its run cache).
 _DVC_SKIP_MARKERS = ("didn't change, skipping", "is cached - skipping run")
@@ -97,6 +102,15 @@ class StageFailedError(RuntimeError):
         self.stage = stage
         self.exit_code = exit_code
         super().__init__(message)
+
+
+def retry_worthwhile(state: Any) -> bool:
+    """Whether a failed stage task should be retried: only when the stage exited with
+    ``EXIT_TEMPFAIL`` (a provider's transient errors outlasted its own retries). Bad data,
+    bad settings and code errors fail the same way every time: retrying only delays the
+    message."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, StageFailedError) or error.exit_code == EXIT_TEMPFAIL
 
 
 @dataclass(frozen=True)

@@ -83,13 +83,19 @@ class EmbeddingError(RuntimeError):
         batch: a description of the batch (index, size, position in the shard).
         attempts: how many attempts were made.
         cause: the last error's redacted message.
+        transient: the last error was one retrying can fix (a server error, a timeout, a
+            rate limit, a faulty response), so running the stage again later may succeed;
+            False for a permanent one (authentication, a bad request, an unknown model).
     """
 
-    def __init__(self, provider: str, batch: str, attempts: int, cause: str) -> None:
+    def __init__(
+        self, provider: str, batch: str, attempts: int, cause: str, transient: bool = True
+    ) -> None:
         self.provider = provider
         self.batch = batch
         self.attempts = attempts
         self.cause = redact(cause)
+        self.transient = transient
         super().__init__(
             f"{provider} provider: {batch} failed after {attempts} attempt(s); last error: "
             f"{self.cause.rstrip('.')}. Everything finished before this batch is in the "

@@ -127,7 +127,7 @@ def call_with_retries(
         try:
             return fn()
         except PermanentError as exc:
-            raise EmbeddingError(provider, batch, attempts + 1, str(exc)) from None
+            raise EmbeddingError(provider, batch, attempts + 1, str(exc), transient=False) from None
         except TransientError as exc:
             attempts += 1
             mark = progress() if progress is not None else None

@@ -117,5 +117,5 @@ def test_input_errors_are_one_message_each(
     )
     err = capsys.readouterr().err
     assert_cli_failure(
-        code, err, 1, "openai provider: shard 0 (documents 0-4), batch 1/1 (5 texts) failed"
+        code, err, 75, "openai provider: shard 0 (documents 0-4), batch 1/1 (5 texts) failed"
     )

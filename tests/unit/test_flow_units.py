@@ -205,3 +205,39 @@ def test_flow_summary_rows_links_and_report() -> None:
     )
     assert "[m v3](http://mlflow.internal:5000/#/models/m/versions/3)" in text
     assert "Stages: embed cached" in text
+
+
+def test_the_embed_stage_is_retried_only_for_transient_provider_failures() -> None:
+    from prefect.states import Failed
+
+    from components.cli import EXIT_TEMPFAIL
+    from pipelines.retraining import EMBED_STAGE, STAGE_TASK_OPTIONS, StageFailedError
+
+    retry = STAGE_TASK_OPTIONS[EMBED_STAGE]["retry_condition_fn"]
+
+    def failed(exit_code: int) -> object:
+        return Failed(data=StageFailedError(EMBED_STAGE, "stage 'embed' failed", exit_code))
+
+    assert retry(None, None, failed(EXIT_TEMPFAIL))  # the provider kept failing: try later
+    assert not retry(None, None, failed(1))  # bad vectors / data: the same every time
+    assert not retry(None, None, failed(2))  # bad settings
+    assert retry(None, None, Failed(data=OSError("worker lost its disk")))  # not the stage's
+
+
+def test_a_provider_failure_is_transient_unless_its_cause_is_permanent() -> None:
+    from components.cli import EXIT_FAILED, EXIT_TEMPFAIL, _failure
+    from components.embedding.errors import PermanentError, TransientError
+    from components.embedding.retry import RetryPolicy, call_with_retries
+
+    policy = RetryPolicy(max_retries=1, initial_s=0.0, max_s=0.0)
+    outcomes = []
+    for error in (TransientError("HTTP 503"), PermanentError("HTTP 401")):
+
+        def request(error: Exception = error) -> None:
+            raise error
+
+        try:
+            call_with_retries(request, policy, provider="p", batch="b", sleep=lambda s: None)
+        except Exception as exc:  # noqa: BLE001 - the CLI's mapping is what is tested
+            outcomes.append(_failure(exc)[0])
+    assert outcomes == [EXIT_TEMPFAIL, EXIT_FAILED]
