@@ -235,7 +235,8 @@ def main() -> None:
     lines = [
         "### Dense labels: cost per step and quality",
         "",
-        f"Command: `{result['command']}` ({result['machine']}; the three timings side by side in one process).",
+        f"Command: `{result['command']}` ({result['machine']}; "
+        "the three timings side by side in one process).",
         f"Synthetic set: {result['dense_shape']}.",
         "",
         "| set | pairs scored per step | seconds per step |",
