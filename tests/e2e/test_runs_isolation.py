@@ -103,7 +103,14 @@ def start(state: dict[str, Any], *sets: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal: a test session started in the background (`pytest &`
+        # from a script) ignores SIGINT, and its children would inherit that.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(state: dict[str, Any], *sets: str, timeout: float = 600) -> subprocess.CompletedProcess:

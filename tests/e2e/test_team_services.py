@@ -312,7 +312,9 @@ result = retraining_flow(
     dataset="data/tiny", provider="local", overrides=json.loads(sys.argv[1]), root=sys.argv[2]
 )
 print(result)
-print("RESULT", json.dumps({"run_id": result.run_id, "registered": result.registered}))
+print("RESULT", json.dumps(
+    {"run_id": result.run_id, "registered": result.registered, "gate": result.gate}
+))
 """
 
 
@@ -365,7 +367,9 @@ def test_retraining_flow_on_prefect_and_mlflow_servers(services: Services, tmp_p
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
     version = client.get_model_version_by_alias(name, CHALLENGER)
     assert str(version.version) == str(result["registered"]["version"])
-    assert version.tags["validation_status"] == "pending"
+    # The flow gated its own challenger (registry.run_mode: enabled) through the server.
+    gated = {"promoted": "passed", "rejected": "failed"}[result["gate"]["action"]]
+    assert version.tags["validation_status"] == gated
     new = served_files(services.artifacts) - before
     assert any(
         path.endswith(f"{run.info.run_id}/artifacts/evaluation/metrics.json") for path in new
