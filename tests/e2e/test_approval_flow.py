@@ -18,16 +18,14 @@ from typing import Any
 import pytest
 from helpers.registry import (
     Planted,
-    evaluation_document,
-    finished_run,
     mlflow_store,
     planted,
+    register_variant,
     train_variants,
     write_planted_project,
 )
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
-from components.registry import register_run_model
 
 pytestmark = pytest.mark.slow
 
@@ -54,17 +52,6 @@ def adaptors(data: Planted, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with mlflow_store(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
-
-
-def register(store: str, adaptors: dict[str, Path], data: Planted, name: str, variant: str) -> str:
-    version = register_run_model(
-        finished_run(store, variant),
-        adaptors[variant],
-        evaluation_document(data, adaptors[variant]),
-        {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
-        model_name=name,
-    )
-    return str(version.version)
 
 
 def start_in_thread(**kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -123,7 +110,7 @@ def test_promotion_flow_pauses_for_approval_and_times_out_without_answer(
         tmp_path,
         {"model_name": name, "run_mode": "approval", "min_delta_vs_baselines": -1.0},
     )
-    first = register(store, adaptors, data, name, "medium")
+    first = register_variant(store, adaptors, data, name, "medium")
     thread, out = start_in_thread(root=str(tmp_path), tracking_uri=store)
     paused = wait_paused(FLOW_NAME)
     assert c.get_model_version(name, first).tags["approval_decision"] == "pending"
@@ -143,7 +130,7 @@ def test_promotion_flow_pauses_for_approval_and_times_out_without_answer(
     assert (tags["approval_reviewer"], tags["approval_comment"]) == ("ana", "looks right")
 
     # No answer within registry.approval_timeout_s: recorded, nothing moves, run completes.
-    second = register(store, adaptors, data, name, "good")
+    second = register_variant(store, adaptors, data, name, "good")
     text = params.read_text().replace(
         "run_mode: approval", "run_mode: approval\n  approval_timeout_s: 2"
     )

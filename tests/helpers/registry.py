@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from components.adaptor import save_adaptor
 from components.config import AdaptorConfig, LossConfig, MethodConfig, OptimConfig, TrainConfig
+from components.registry import register_run_model
 from components.registry.evaluation_set import EvaluationSet
 from components.tracking.lineage import LINEAGE_ARTIFACT, GitInfo, Lineage
 from components.training import train_adaptor
@@ -248,3 +249,18 @@ def write_planted_project(data: Planted, root: Path, registry: dict[str, Any]) -
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def register_variant(
+    store: str, adaptors: dict[str, Path], data: Planted, name: str, variant: str
+) -> str:
+    """Register the planted adaptor ``variant`` (see :func:`train_variants`) as a new
+    ``@challenger`` of ``name`` from a finished run of its own; returns the version."""
+    version = register_run_model(
+        finished_run(store, variant),
+        adaptors[variant],
+        evaluation_document(data, adaptors[variant]),
+        {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
+        model_name=name,
+    )
+    return str(version.version)

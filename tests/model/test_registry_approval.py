@@ -12,15 +12,14 @@ import pytest
 from helpers.registry import (
     TRAINED_DIMS,
     Planted,
-    evaluation_document,
-    finished_run,
     mlflow_store,
     planted,
+    register_variant,
     train_variants,
 )
 from helpers.stages import assert_cli_failure
 
-from components.registry import CHALLENGER, CHAMPION, RegistryConfig, promote, register_run_model
+from components.registry import CHALLENGER, CHAMPION, RegistryConfig, promote
 from components.registry.approval import gate_markdown, record_approval
 from components.registry.cli import add_registry_commands
 
@@ -44,17 +43,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
 
 
-def register(store: str, adaptors: dict[str, Path], data: Planted, name: str, variant: str) -> str:
-    version = register_run_model(
-        finished_run(store, variant),
-        adaptors[variant],
-        evaluation_document(data, adaptors[variant]),
-        {"git_commit": "0123abc", "dvc_hashes": {"embed": "md5-e"}},
-        model_name=name,
-    )
-    return str(version.version)
-
-
 def client(store: str):  # noqa: ANN201
     import mlflow
 
@@ -70,7 +58,7 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
     store: str, adaptors: dict[str, Path], data: Planted
 ) -> None:
     c = client(store)
-    medium = register(store, adaptors, data, "appr", "medium")
+    medium = register_variant(store, adaptors, data, "appr", "medium")
     waiting = promote("appr", data.evaluation_set(), APPROVAL)
     assert waiting.action == "awaiting_approval" and waiting.decision.passed
     assert waiting.champion_after is None and alias(store, "appr", CHAMPION) is None
@@ -99,7 +87,7 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
     with pytest.raises(ValueError, match="not waiting for approval"):
         record_approval("appr", medium, "rejected", reviewer="bob", tracking_uri=store)
 
-    good = register(store, adaptors, data, "appr", "good")
+    good = register_variant(store, adaptors, data, "appr", "good")
     assert promote("appr", data.evaluation_set(), APPROVAL).action == "awaiting_approval"
     rejected = record_approval(
         "appr", good, "rejected", reviewer="bob", comment="wait for more data", tracking_uri=store
@@ -110,7 +98,7 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
     assert tags["approval_decision"] == "rejected" and tags["approval_reviewer"] == "bob"
     assert tags["validation_status"] == "rejected" and "promoted_at" not in tags
 
-    again = register(store, adaptors, data, "appr", "good")
+    again = register_variant(store, adaptors, data, "appr", "good")
     assert promote("appr", data.evaluation_set(), APPROVAL).action == "awaiting_approval"
     timed_out = record_approval("appr", again, "timed_out", tracking_uri=store)
     assert timed_out.action == "timed_out" and timed_out.champion_after == medium
@@ -122,7 +110,7 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
     assert "**timed out**" in version.description
 
     # A challenger that fails the gate is rejected at once: nobody is asked.
-    worse = register(store, adaptors, data, "appr", "shuffled")
+    worse = register_variant(store, adaptors, data, "appr", "shuffled")
     failed = promote("appr", data.evaluation_set(), APPROVAL)
     assert failed.action == "rejected" and failed.exit_code == 1
     tags = c.get_model_version("appr", worse).tags
@@ -133,10 +121,10 @@ def test_approval_mode_waits_then_records_approve_reject_and_timeout(
 def test_an_approval_after_the_champion_moved_promotes_nothing(
     store: str, adaptors: dict[str, Path], data: Planted
 ) -> None:
-    medium = register(store, adaptors, data, "stale", "medium")
+    medium = register_variant(store, adaptors, data, "stale", "medium")
     assert promote("stale", data.evaluation_set(), APPROVAL).action == "awaiting_approval"
     # While a person looks at the form, another version becomes @champion.
-    good = register(store, adaptors, data, "stale", "good")
+    good = register_variant(store, adaptors, data, "stale", "good")
     enabled = RegistryConfig(run_mode="enabled", min_delta_vs_baselines=-1.0)
     assert promote("stale", data.evaluation_set(), enabled).action == "promoted"
     assert alias(store, "stale", CHAMPION) == good
@@ -166,7 +154,7 @@ def test_cli_promote_refuses_approval_mode_and_changes_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    version = register(store, adaptors, data, "cli-appr", "medium")
+    version = register_variant(store, adaptors, data, "cli-appr", "medium")
     params = tmp_path / "params.yaml"
     params.write_text("registry:\n  model_name: cli-appr\n  run_mode: approval\n")
     common = ["--params", str(params), "--tracking-uri", store]
