@@ -24,11 +24,11 @@ import pytest
 from helpers.deployment import (
     Deployed,
     deployed_services,
-    free_port,
     make_project,
     service_env,
     wait_state,
 )
+from helpers.http import free_port
 from helpers.stages import FAST_FLOW as FAST
 
 pytestmark = pytest.mark.slow

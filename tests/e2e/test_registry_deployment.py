@@ -18,11 +18,11 @@ import pytest
 from helpers.deployment import (
     api,
     deployed_services,
-    free_port,
     make_project,
     service_env,
     wait_terminal,
 )
+from helpers.http import free_port
 from helpers.stages import FAST_FLOW as FAST
 
 CANARY = f"sk-canary-{uuid.uuid4().hex}"

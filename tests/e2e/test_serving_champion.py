@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.http import free_port
 from helpers.registry import (
     TRAINED_DIMS,
     evaluation_document,
@@ -37,12 +37,6 @@ BIN = Path(sys.executable).parent
 MODEL = "served"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:

@@ -30,12 +30,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import yaml
-from helpers.postgres import PostgresCluster, free_port, postgres_cluster
+from helpers.deployment import stop
+from helpers.http import free_port, request_json
+from helpers.postgres import PostgresCluster, postgres_cluster
 from helpers.registry import evaluation_document, finished_run, planted, train_variants
 from helpers.stages import FAST_FLOW, REPO, TINY, subprocess_env
 
@@ -69,19 +70,6 @@ class Services:
     logs: dict[str, Path]
 
 
-def get_json(url: str, payload: Any = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        headers={"Content-Type": "application/json"},
-        method="POST" if data else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
 def wait_healthy(
     servers: dict[str, tuple[str, subprocess.Popen, Path]], timeout: float = 240
 ) -> None:
@@ -101,16 +89,6 @@ def wait_healthy(
     if pending:
         tails = {name: log.read_text()[-2000:] for name, (_, _, log) in pending.items()}
         raise TimeoutError(f"not healthy after {timeout} s: {tails}")
-
-
-def stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -350,7 +328,7 @@ def test_retraining_flow_on_prefect_and_mlflow_servers(services: Services, tmp_p
     assert result["registered"] and result["registered"]["new"] is True
 
     # The flow run is a completed run of the Prefect server, stored in PostgreSQL.
-    runs = get_json(
+    runs = request_json(
         f"{services.prefect_api}/flow_runs/filter",
         {"flows": {"name": {"any_": ["matryoshka-retraining"]}}},
     )
@@ -378,7 +356,7 @@ def test_retraining_flow_on_prefect_and_mlflow_servers(services: Services, tmp_p
     assert not (project / "mlruns").exists() and not (project / "mlflow").exists()
 
     # Neither secret appears anywhere: output, params, tags, run records, Prefect logs, server logs.
-    logs = get_json(
+    logs = request_json(
         f"{services.prefect_api}/logs/filter",
         {"logs": {"flow_run_id": {"any_": [runs[0]["id"]]}}, "limit": 200},
     )

@@ -6,14 +6,11 @@ worker, REST calls, and a throw-away DVC project on the tiny dataset.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from helpers.http import request_json
 from helpers.stages import REPO, TINY
 
 BIN = Path(sys.executable).parent
@@ -29,23 +27,9 @@ POOL = "matryoshka-process"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def api(base: str, path: str, payload: Any = None, method: str | None = None) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        f"{base}{path}",
-        data=data,
-        method=method or ("POST" if data is not None else "GET"),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = response.read()
-    return json.loads(body) if body else None
+    """The Prefect REST API's JSON answer at ``base + path`` (retrying a busy server)."""
+    return request_json(f"{base}{path}", payload, method)
 
 
 def wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float) -> None:

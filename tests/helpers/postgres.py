@@ -23,7 +23,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -31,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers.http import free_port
 
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
@@ -49,12 +50,6 @@ def find_bin_dir() -> Path | None:
         if all((Path(folder) / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return Path(folder)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_server_user() -> list[str]:
