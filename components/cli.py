@@ -30,6 +30,7 @@ sentence-transformers) are imported inside the command handlers only, so
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -310,11 +311,16 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _terminated)
-    # ~2.5 s of imports, hidden behind the start-up of Prefect's temporary API.
-    _prefetch("mlflow", "mlflow.tracking", "dvc.repo")
+    from pipelines.temporary_api import start_temporary_api
+
+    api = start_temporary_api()  # boots on the other core while the flow's modules import
+    # ~3.5 s of imports the flow needs later (the gate: torch), hidden behind that start-up.
+    _prefetch("mlflow", "mlflow.tracking", "dvc.repo", "torch")
     from pipelines.retraining import retraining_flow
 
     _quiet_console(args.verbose)
+    if api is not None:
+        api.wait_ready()
     result = retraining_flow(
         dataset=str(args.dataset) if args.dataset else None,
         provider=args.provider,
@@ -594,5 +600,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.handler(args))
 
 
+def entry() -> None:
+    """The ``matryoshka`` console script: :func:`main`, then exit.
+
+    ``gc.freeze()`` first: the process ends here, and the interpreter's last collection over
+    everything torch, MLflow and Prefect allocated took 1.6-2 s of a 13 s warm run.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -27,6 +27,7 @@ log = logging.getLogger("components.embedding")
 _OVERRIDES: dict[str, tuple[str, Any, str]] = {
     "--provider": ("provider", str, "local | openai | google | precomputed"),
     "--model": ("model", str, "model id, or local model directory"),
+    "--backend": ("backend", str, "local: torch | onnx | onnx-int8"),
     "--dimensions": ("dimensions", int, "requested output dimension"),
     "--batch-size": ("batch_size", int, "texts per request"),
     "--max-concurrency": ("max_concurrency", int, "requests in flight"),

@@ -106,6 +106,10 @@ class EmbeddingConfig(BaseModel):
             serve different models under the same name.
         shard_size: texts per shard; shards are independent tasks sharing the cache.
         device: torch device for ``local`` (``auto``: CUDA when available).
+        backend: how ``local`` runs the model: ``torch`` (sentence-transformers), ``onnx``
+            (ONNX Runtime on the CPU, the folder exported once and cached under
+            ``cache_dir``) or ``onnx-int8`` (the same with int8 weights). Part of the cache
+            namespace: vectors of two backends never mix. Read only by ``local``.
         progress: ``auto`` shows a bar on a terminal and log lines otherwise.
         progress_interval_s: seconds between plain progress log lines.
         precomputed: how to read precomputed vectors (:class:`PrecomputedConfig`); read
@@ -140,6 +144,7 @@ class EmbeddingConfig(BaseModel):
     cache_tag: str = ""
     shard_size: int = Field(default=10_000, ge=1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     progress: Literal["auto", "bar", "log", "off"] = "auto"
     progress_interval_s: float = Field(default=10.0, gt=0)
     precomputed: PrecomputedConfig = PrecomputedConfig()
@@ -187,6 +192,11 @@ class EmbeddingConfig(BaseModel):
                 f"embedding.max_batch_tokens={self.max_batch_tokens} exceeds "
                 f"tokens_per_minute={self.tokens_per_minute:g}: one request "
                 "could never be sent; lower max_batch_tokens"
+            )
+        if self.provider == "local" and self.backend != "torch" and self.device in ("cuda", "mps"):
+            raise ValueError(
+                f"embedding.backend={self.backend} runs on the CPU (onnxruntime) but "
+                f"embedding.device={self.device}; use backend: torch on a GPU, or device: cpu"
             )
         if self.base_url is not None and not re.match(r"^https?://", self.base_url):
             raise ValueError(

