@@ -145,7 +145,14 @@ class MatryoshkaAdaptor(nn.Module):
 
     def forward_with_residual(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Adapted vectors and g(z), the residual the reconstruction loss (Eq. 3) penalises."""
-        z = self.rotate(x)
+        return self.adapt_rotated(self.rotate(x))
+
+    def adapt_rotated(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_with_residual` of inputs already rotated (``z = x·R``).
+
+        R is a fixed buffer, never trained, so training rotates its fixed embeddings once
+        instead of once per step.
+        """
         residual = self.residual(z)
         return z + residual, residual
 

@@ -27,6 +27,50 @@ def prefix_normalize(x: torch.Tensor, m: int) -> torch.Tensor:
     return F.normalize(x[..., :m], dim=-1)
 
 
+def prefix_cosines(
+    a: torch.Tensor, b: torch.Tensor, dims: Sequence[int], rowwise: bool = False
+) -> list[torch.Tensor]:
+    """``cos_m`` for every m of ``dims`` (in that order), in one pass over the coordinates.
+
+    The same values as ``prefix_normalize(a, m) @ prefix_normalize(b, m).T`` for each m,
+    but the dot products are accumulated block by block (coordinates ``[0, m₁)``,
+    ``[m₁, m₂)``, ...) and so are the squared prefix norms, so all the prefix sizes
+    together cost one full-d product instead of one per size (2.3 times fewer
+    multiplications for 16, 32, ..., 384; Eq. 2's loss forward and backward about twice
+    as fast). Norms are clamped at 1e-12, like ``F.normalize``.
+
+    Args:
+        a: ``[A, d]``.
+        b: ``[B, d]``, or ``[A, k, d]`` with ``rowwise`` (row i of ``a`` against its k rows).
+        dims: prefix sizes, each in (0, d], any order.
+        rowwise: ``[A, k]`` cosines of each row with its own k rows instead of ``[A, B]``.
+
+    Example:
+        >>> x = torch.tensor([[3.0, 4.0], [4.0, 3.0]])
+        >>> [round(float(c[0, 1]), 2) for c in prefix_cosines(x, x, (1, 2))]
+        [1.0, 0.96]
+    """
+
+    def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ad,akd->ak", x, y) if rowwise else x @ y.T
+
+    def norms(x: torch.Tensor) -> torch.Tensor:  # [..., len(order)]: |x[:m]| per size
+        blocks = [x[..., s:e].pow(2).sum(-1) for s, e in zip([0, *order], order, strict=False)]
+        return torch.stack(blocks, -1).cumsum(-1).clamp_min(1e-24).sqrt()
+
+    order = sorted(set(dims))
+    a_norms, b_norms = norms(a), norms(b)
+    cosines: dict[int, torch.Tensor] = {}
+    dot, start = None, 0
+    for i, m in enumerate(order):
+        block = product(a[..., start:m], b[..., start:m])
+        dot = block if dot is None else dot + block
+        denominator = a_norms[:, i : i + 1] * (b_norms[..., i] if rowwise else b_norms[:, i])
+        cosines[m] = dot / denominator
+        start = m
+    return [cosines[m] for m in dims]
+
+
 def _weighted_over_prefixes(
     per_prefix: Sequence[torch.Tensor], weights: Sequence[float]
 ) -> torch.Tensor:
@@ -49,10 +93,10 @@ def pairwise_loss(
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=original.device)
     unit = F.normalize(original, dim=-1)
     target = (unit @ unit.T)[off_diagonal]
-    terms = []
-    for m in dims:
-        prefix = prefix_normalize(adapted, m)
-        terms.append((target - (prefix @ prefix.T)[off_diagonal]).abs().mean())
+    terms = [
+        (target - predicted[off_diagonal]).abs().mean()
+        for predicted in prefix_cosines(adapted, adapted, dims)
+    ]
     return _weighted_over_prefixes(terms, weights)
 
 
@@ -74,14 +118,10 @@ def topk_loss(
     target = torch.einsum(
         "bd,bkd->bk", F.normalize(original_anchor, dim=-1), F.normalize(original_neighbours, dim=-1)
     )
-    terms = []
-    for m in dims:
-        predicted = torch.einsum(
-            "bd,bkd->bk",
-            prefix_normalize(adapted_anchor, m),
-            prefix_normalize(adapted_neighbours, m),
-        )
-        terms.append((target - predicted).abs().mean())
+    terms = [
+        (target - predicted).abs().mean()
+        for predicted in prefix_cosines(adapted_anchor, adapted_neighbours, dims, rowwise=True)
+    ]
     return _weighted_over_prefixes(terms, weights)
 
 
@@ -142,11 +182,11 @@ def ranking_loss(
             "query needs at least one positive and one lower-graded candidate"
         )
     weight = torch.where(counted, gain, torch.zeros_like(gain))
+    # One row per labelled pair (its query's scores against every candidate): [P, N] s_ik.
+    pair_queries = adapted_queries[query_of_pair]
     terms = []
-    for m in dims:
-        scores = prefix_normalize(adapted_queries, m) @ prefix_normalize(adapted_documents, m).T
-        pair_scores = scores[query_of_pair]  # [P, N]: s_ik
-        positive = scores[query_of_pair, doc_of_pair].unsqueeze(1)  # s_ij
+    for pair_scores in prefix_cosines(pair_queries, adapted_documents, dims):
+        positive = pair_scores.gather(1, doc_of_pair.unsqueeze(1))  # s_ij
         terms.append((F.softplus(scale * (pair_scores - positive)) * weight).sum() / count)
     return _weighted_over_prefixes(terms, weights)
 

@@ -126,11 +126,14 @@ def neighbour_relevance(queries: torch.Tensor, documents: torch.Tensor, k: int) 
 
 
 def _split(
-    n: int, fraction: float, generator: torch.Generator
+    n: int, fraction: float, generator: torch.Generator, most: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded (train, held-out) split of ``range(n)``; both sides get at least 2 rows."""
+    """A seeded (train, held-out) split of ``range(n)``; both sides get at least 2 rows, the
+    held-out side at most ``most`` (the rest train)."""
     order = torch.randperm(n, generator=generator)
     held = min(max(2, round(n * fraction)), n - 2)
+    if most is not None:
+        held = max(2, min(held, most))
     return order[held:].sort().values, order[:held].sort().values
 
 
@@ -143,19 +146,25 @@ def unsupervised_terms(
     dims: tuple[int, ...],
     weights: tuple[float, ...],
     extra: torch.Tensor | None = None,
+    rotated_pool: torch.Tensor | None = None,
 ) -> tuple[LossTerms, torch.Tensor | None]:
     """Eq. 4 on a batch: anchors, their top-k neighbours (Eq. 2), pairs among anchors (Eq. 1).
 
     ``extra`` rows (stage 2's queries and candidates) ride along in the same forward pass,
     one MLP call per step instead of three; their adapted vectors are returned second.
+    ``rotated_pool``: ``pool`` already rotated by the adaptor (``adaptor.rotate(pool)``,
+    computed once per stage); ``extra`` must then be rotated too. The targets always come
+    from ``pool`` itself.
     """
     anchor_x = pool[anchors]
     neighbour_x = pool[neighbours[anchors]]  # [B, k, d]
     batch, k, d = neighbour_x.shape
-    inputs = [anchor_x, neighbour_x.reshape(batch * k, d)]
+    source = pool if rotated_pool is None else rotated_pool
+    inputs = [source[anchors], source[neighbours[anchors].reshape(-1)]]
     if extra is not None:
         inputs.append(extra)
-    adapted, residual = adaptor.forward_with_residual(torch.cat(inputs))
+    rotated = adaptor.rotate(torch.cat(inputs)) if rotated_pool is None else torch.cat(inputs)
+    adapted, residual = adaptor.adapt_rotated(rotated)
     own = batch * (k + 1)
     adapted_anchor = adapted[:batch]
     adapted_neighbours = adapted[batch:own].reshape(batch, k, d)
@@ -447,6 +456,98 @@ def sample_pairs(
     return kept
 
 
+class HeldoutRetrieval:
+    """Stage 2's held-out score, nDCG@k (mean over the prefix sizes), prepared once.
+
+    Everything that does not change between two evaluations is computed here, once: the
+    candidate documents, each query's ideal DCG and its labels as sorted keys. An
+    evaluation then only adapts the candidates and queries, takes each prefix's top k and
+    looks the gains up, so its cost is bounded by ``max_queries`` x ``max_documents``
+    whatever the dataset's size. Within both bounds the score is exactly
+    :func:`mean_ndcg_over_prefixes` over the whole corpus.
+
+    Args:
+        queries: ``[q, d]`` held-out query embeddings.
+        labels: per query, its ``(corpus index, score > 0)`` labels.
+        corpus: ``[n, d]`` corpus embeddings (on the training device).
+        dims: the prefix sizes averaged over.
+        max_documents: the most candidates retrieved from: every document labelled for a
+            held-out query, then a seeded random sample of the others; ``None``: all of them.
+        generator: draws that sample (untouched when the corpus fits).
+        k: the nDCG cut-off.
+
+    Example:
+        >>> corpus = torch.nn.functional.normalize(torch.randn(50, 8), dim=-1)
+        >>> held = HeldoutRetrieval(corpus[:3], [[(0, 1)], [(1, 1)], [(2, 2)]], corpus, (4, 8),
+        ...                         max_documents=20, generator=torch.Generator())
+        >>> held.documents.shape[0]
+        20
+    """
+
+    def __init__(
+        self,
+        queries: torch.Tensor,
+        labels: list[list[tuple[int, int]]],
+        corpus: torch.Tensor,
+        dims: tuple[int, ...],
+        max_documents: int | None,
+        generator: torch.Generator,
+        k: int = 10,
+    ) -> None:
+        if queries.shape[0] != len(labels) or not labels:
+            raise ValueError(f"{queries.shape[0]} held-out queries but {len(labels)} label lists")
+        n_docs = corpus.shape[0]
+        labelled = sorted({doc for query in labels for doc, _ in query})
+        if max_documents is None or n_docs <= max_documents:
+            chosen = np.arange(n_docs)
+        else:
+            others = np.setdiff1d(np.arange(n_docs), labelled)
+            keep = max(0, max_documents - len(labelled))
+            sample = torch.randperm(len(others), generator=generator)[:keep].numpy()
+            chosen = np.union1d(labelled, others[sample])
+        column = np.full(n_docs, -1, dtype=np.int64)
+        column[chosen] = np.arange(len(chosen))
+        self.queries = queries
+        self.documents = corpus if len(chosen) == n_docs else corpus[torch.as_tensor(chosen)]
+        self.dims, self.k = dims, k
+        self.n_candidates = len(chosen)
+        keys, gains = [], []
+        ideal = np.zeros(len(labels))
+        discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        for row, query in enumerate(labels):
+            for doc, score in query:
+                keys.append(row * self.n_candidates + int(column[doc]))
+                gains.append(float(score))
+            top = np.sort(np.array([score for _, score in query], dtype=np.float64))[::-1][:k]
+            ideal[row] = (top * discounts[: len(top)]).sum()
+        order = np.argsort(keys)
+        self._keys = np.asarray(keys, dtype=np.int64)[order]
+        self._gains = np.asarray(gains, dtype=np.float64)[order]
+        self._ideal = ideal
+        self._discounts = discounts
+        self._rows = np.arange(len(labels))[:, None] * self.n_candidates
+
+    def ndcg(self, ranked: np.ndarray) -> float:
+        """Mean nDCG@k of ``ranked`` (``[q, <=k]`` candidate columns, best first)."""
+        keys = self._rows + ranked
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        gains = np.where(self._keys[at] == keys, self._gains[at], 0.0)
+        dcg = (gains * self._discounts[: ranked.shape[1]]).sum(axis=1)
+        return float((dcg / self._ideal).mean())
+
+    @torch.no_grad()
+    def __call__(self, adaptor: MatryoshkaAdaptor) -> float:
+        """The held-out score of ``adaptor`` (switched to eval mode)."""
+        adaptor.eval()
+        adapted_documents = adaptor(self.documents)
+        adapted_queries = adaptor(self.queries)
+        scores = [
+            self.ndcg(cosine_top_k(adapted_queries[:, :m], adapted_documents[:, :m], self.k))
+            for m in self.dims
+        ]
+        return float(np.mean(scores))
+
+
 @torch.no_grad()
 def mean_ndcg_over_prefixes(
     adaptor: MatryoshkaAdaptor,
@@ -512,9 +613,10 @@ def train_supervised(
             f"supervised training needs at least 4 labelled training queries, "
             f"got {len(labelled.labels)}"
         )
-    fit_rows, held_rows = _split(len(labelled.labels), train.query_holdout_fraction, generator)
+    fit_rows, held_rows = _split(
+        len(labelled.labels), train.query_holdout_fraction, generator, train.heldout_max_queries
+    )
     fitting, held = labelled.subset(fit_rows), labelled.subset(held_rows)
-    held_relevance = held.relevance(corpus.shape[0])
 
     adaptor = adaptor.to(device)
     corpus_device = corpus.to(device)
@@ -526,7 +628,10 @@ def train_supervised(
     batch_size = min(settings.batch_size, pool.shape[0])
     query_batch = min(settings.batch_size, len(fitting.labels))
     step_generator = torch.Generator().manual_seed(train.seed + 3)
-    fitting_queries = fitting.embeddings.to(device)
+    with torch.no_grad():  # the rotation is fixed: rotate every input once, not every step
+        rotated_pool = adaptor.rotate(pool)
+        rotated_queries = adaptor.rotate(fitting.embeddings.to(device))
+        rotated_corpus = adaptor.rotate(corpus_device)
     n_docs = corpus.shape[0]
     column_of = np.full(n_docs, -1, dtype=np.int64)  # corpus index -> candidate column
 
@@ -554,7 +659,7 @@ def train_supervised(
                     pair_mask[i, int(column_of[doc])] = True
         column_of[candidate_list] = -1
         ranked_inputs = torch.cat(
-            [fitting_queries[batch.to(device)], corpus_device[candidates.to(device)]]
+            [rotated_queries[batch.to(device)], rotated_corpus[candidates.to(device)]]
         )
         unsupervised, adapted = unsupervised_terms(
             adaptor,
@@ -565,6 +670,7 @@ def train_supervised(
             dims,
             weights,
             extra=ranked_inputs,
+            rotated_pool=rotated_pool,
         )
         assert adapted is not None
         rank = ranking_loss(
@@ -578,17 +684,21 @@ def train_supervised(
         )
         return supervised_objective(unsupervised, rank, config.loss.gamma)
 
-    def evaluate() -> float:
-        return mean_ndcg_over_prefixes(
-            adaptor, held.embeddings.to(device), corpus_device, held_relevance, dims
-        )
+    evaluate = HeldoutRetrieval(
+        held.embeddings.to(device),
+        held.labels,
+        corpus_device,
+        dims,
+        train.heldout_max_documents,
+        torch.Generator().manual_seed(train.seed + 4),
+    )
 
     result = _optimise(
         "supervised",
         adaptor,
         settings,
         compute_loss,
-        evaluate,
+        lambda: evaluate(adaptor),
         higher_is_better=True,
         score_name="heldout_ndcg_at_10",
         progress_interval_s=progress_interval_s,

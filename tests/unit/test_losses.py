@@ -9,6 +9,8 @@ import torch
 
 from components.losses import (
     pairwise_loss,
+    prefix_cosines,
+    prefix_normalize,
     ranking_loss,
     reconstruction_loss,
     supervised_objective,
@@ -112,3 +114,23 @@ def test_objectives_combine_terms_with_weights() -> None:
     full = supervised_objective(terms, torch.tensor(4.0), gamma=0.25)
     assert full.total.item() == pytest.approx(9.0)
     assert full.as_floats()["ranking"] == pytest.approx(4.0)
+
+
+def test_prefix_cosines_equal_one_normalised_product_per_size() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 12, generator=generator), torch.randn(7, 12, generator=generator)
+    neighbours = torch.randn(5, 3, 12, generator=generator)
+    dims = (12, 3, 8)  # any order: the result follows it
+    for m, cosines in zip(dims, prefix_cosines(a, b, dims), strict=True):
+        expected = prefix_normalize(a, m) @ prefix_normalize(b, m).T
+        assert cosines.shape == (5, 7) and torch.allclose(cosines, expected, atol=1e-6)
+    for m, cosines in zip(dims, prefix_cosines(a, neighbours, dims, rowwise=True), strict=True):
+        expected = torch.einsum(
+            "ad,akd->ak", prefix_normalize(a, m), prefix_normalize(neighbours, m)
+        )
+        assert cosines.shape == (5, 3) and torch.allclose(cosines, expected, atol=1e-6)
+    zero = torch.zeros(1, 12)  # a zero prefix: cosine 0 and finite gradients, like F.normalize
+    zero.requires_grad_()
+    (value,) = prefix_cosines(zero, b, (4,))
+    value.sum().backward()
+    assert torch.equal(value, torch.zeros(1, 7)) and bool(torch.isfinite(zero.grad).all())
