@@ -284,19 +284,21 @@ def write_outputs(
         "",
     ]
     results_md = out / "results.md"
-    speed_block = _speed_block(results_md)
-    results_md.write_text("\n".join(lines) + (f"\n{speed_block}\n" if speed_block else ""))
+    kept = _kept_sections(results_md)
+    results_md.write_text("\n".join(lines) + (f"\n{kept}" if kept else ""))
     print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
 
 
-def _speed_block(path: Path) -> str:
-    """The block benchmarks/training_speed.py maintains, kept across regenerations."""
-    from benchmarks.training_speed import BLOCK_END, BLOCK_START
+def _kept_sections(path: Path) -> str:
+    """Everything from the training-speed block to the end of ``path``: the blocks other
+    benchmarks maintain (training speed, dense labels) and the sections written around them
+    (stage 1 with start_patience), kept across regenerations of the tables above them."""
+    from benchmarks.training_speed import BLOCK_START
 
     text = path.read_text() if path.exists() else ""
-    if BLOCK_START not in text or BLOCK_END not in text:
+    if BLOCK_START not in text:
         return ""
-    return BLOCK_START + text.split(BLOCK_START, 1)[1].split(BLOCK_END, 1)[0] + BLOCK_END
+    return BLOCK_START + text.split(BLOCK_START, 1)[1]
 
 
 if __name__ == "__main__":
