@@ -34,6 +34,7 @@ import gc
 import logging
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -315,12 +316,13 @@ def _run(args: argparse.Namespace) -> int:
 
     api = start_temporary_api()  # boots on the other core while the flow's modules import
     # ~3.5 s of imports the flow needs later (the gate: torch), hidden behind that start-up.
-    _prefetch("mlflow", "mlflow.tracking", "dvc.repo", "torch")
+    prefetch = _prefetch("mlflow", "mlflow.tracking", "dvc.repo", "torch")
     from pipelines.retraining import retraining_flow
 
-    _quiet_console(args.verbose)
     if api is not None:
         api.wait_ready()
+    prefetch.join()  # every import done: no handler appears after the console policy
+    _quiet_console(args.verbose)
     result = retraining_flow(
         dataset=str(args.dataset) if args.dataset else None,
         provider=args.provider,
@@ -331,16 +333,17 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _prefetch(*modules: str) -> None:
+def _prefetch(*modules: str) -> threading.Thread:
     """Import ``modules`` in a background thread while the main thread starts the flow."""
     import importlib
-    import threading
 
     def load() -> None:
         for name in modules:
             importlib.import_module(name)
 
-    threading.Thread(target=load, name="prefetch-imports", daemon=True).start()
+    thread = threading.Thread(target=load, name="prefetch-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -572,17 +575,21 @@ def _quiet_console(verbose: bool) -> None:
     if verbose:
         return
     seen: set[int] = set()
-    loggers = [
-        logging.getLogger(),
-        *(logging.getLogger(n) for n in logging.root.manager.loggerDict),
-    ]
+    names = list(logging.root.manager.loggerDict)  # one snapshot (other threads add loggers)
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
             console = type(handler).__name__ == "PrefectConsoleHandler" or (
                 type(handler) is logging.StreamHandler
-                and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)
+                # also the original streams: an import may have wrapped sys.stderr since
+                and getattr(handler, "stream", None)
+                in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
             )
-            if id(handler) in seen or not console:
+            if (
+                id(handler) in seen
+                or not console
+                or isinstance(handler.formatter, _ConsoleFormatter)
+            ):
                 continue
             seen.add(id(handler))
             handler.setFormatter(_ConsoleFormatter(handler.formatter))
