@@ -54,6 +54,12 @@ EXPORT_VERSION = 1
 _TRANSFORMER = "sentence_transformers.models.Transformer"
 _POOLING = "sentence_transformers.models.Pooling"
 _NORMALIZE = "sentence_transformers.models.Normalize"
+# sentence-transformers' Pooling config flags -> the pooling OnnxEncoder reproduces
+_POOLING_MODES: dict[str, Literal["mean", "cls", "max"]] = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+}
 # model_type (config.json) -> the optimizer's model_type, for the fusions it implements
 _OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
 
@@ -95,30 +101,14 @@ def read_pipeline(model_path: Path) -> Pipeline:
         )
     pooling_dir = next(m.get("path", "") for m in modules if m.get("type") == _POOLING)
     config = json.loads((model_path / pooling_dir / "config.json").read_text())
-    modes = [
-        mode
-        for mode, key in (
-            ("mean", "pooling_mode_mean_tokens"),
-            ("cls", "pooling_mode_cls_token"),
-            ("max", "pooling_mode_max_tokens"),
-        )
-        if config.get(key)
-    ]
-    others = [
-        key
-        for key, on in config.items()
-        if key.startswith("pooling_mode_")
-        and on
-        and key
-        not in ("pooling_mode_mean_tokens", "pooling_mode_cls_token", "pooling_mode_max_tokens")
-    ]
-    if len(modes) != 1 or others:
+    enabled = [key for key, on in config.items() if key.startswith("pooling_mode_") and on]
+    if len(enabled) != 1 or enabled[0] not in _POOLING_MODES:
         raise ProviderSetupError(
             f"embedding.backend onnx supports one of mean / CLS / max pooling; "
-            f"{model_path / pooling_dir / 'config.json'} sets {modes + others}; "
+            f"{model_path / pooling_dir / 'config.json'} sets {enabled}; "
             "use backend: torch for this model"
         )
-    return Pipeline(pooling=modes[0], normalize=_NORMALIZE in types)  # type: ignore[arg-type]
+    return Pipeline(pooling=_POOLING_MODES[enabled[0]], normalize=_NORMALIZE in types)
 
 
 def export_dir(cache_dir: Path, model_files_id: str, backend: OnnxBackend) -> Path:
