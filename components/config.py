@@ -55,6 +55,13 @@ class LossConfig(FrozenModel):
             the paper's loss. Cosine gaps are small, so at 1.0 the loss is almost linear
             and every negative pulls alike; 5.0 weights hard negatives more (SciFact, 3
             seeds: nDCG@10 at 64 from 0.753 to 0.765 mean, and no seed below the floors).
+        delta: weight of the listwise contrastive term (InfoNCE over the step's candidates,
+            :func:`components.losses.contrastive_loss`) added to Eq. 6; 0 turns it off.
+        temperature: the contrastive softmax's temperature τ.
+        hard_negatives: mined hard negatives drawn per training query and step, added to
+            the random negatives of both ranking terms; 0 = random negatives only.
+        hard_negative_depth: how many of each training query's best-ranked unlabelled
+            documents (full-d base cosine, labelled positives excluded) are mined.
     """
 
     prefix_dims: tuple[int, ...] | None = None
@@ -66,6 +73,10 @@ class LossConfig(FrozenModel):
     negatives_per_positive: int = Field(default=10, ge=1)
     ranking_pairs_per_step: int | None = Field(default=192, ge=1)
     ranking_scale: float = Field(default=5.0, gt=0)
+    delta: float = Field(default=0.0, ge=0)
+    temperature: float = Field(default=0.05, gt=0)
+    hard_negatives: int = Field(default=0, ge=0)
+    hard_negative_depth: int = Field(default=50, ge=1)
 
     @model_validator(mode="after")
     def _check_prefixes(self) -> LossConfig:
@@ -89,6 +100,12 @@ class LossConfig(FrozenModel):
                 )
             if any(w < 0 for w in self.prefix_weights) or sum(self.prefix_weights) <= 0:
                 raise ValueError("prefix_weights must be >= 0 with a positive sum")
+        if self.hard_negatives > self.hard_negative_depth:
+            raise ValueError(
+                f"hard_negatives={self.hard_negatives} per query cannot be drawn from "
+                f"hard_negative_depth={self.hard_negative_depth} mined documents: "
+                "raise hard_negative_depth or lower hard_negatives"
+            )
         return self
 
     def resolve_dims(self, dim: int) -> tuple[tuple[int, ...], tuple[float, ...]]:

@@ -137,6 +137,21 @@ def reconstruction_loss(residual: torch.Tensor) -> torch.Tensor:
     return residual.abs().mean()
 
 
+def _anchor_pairs(
+    loss: str, relevance: torch.Tensor, anchors: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query, document) indices of the labelled pairs that act as j: ``anchors``, checked
+    against ``relevance``, or every labelled pair."""
+    if bool((relevance < 0).any()):
+        raise ValueError(f"{loss}: relevance labels must be >= 0")
+    labelled = relevance > 0
+    if anchors is not None:
+        if anchors.shape != relevance.shape or bool((anchors & ~labelled).any()):
+            raise ValueError(f"{loss}: anchors must be labelled pairs of relevance's shape")
+        labelled = anchors
+    return labelled.nonzero(as_tuple=True)
+
+
 def ranking_loss(
     adapted_queries: torch.Tensor,
     adapted_documents: torch.Tensor,
@@ -165,14 +180,7 @@ def ranking_loss(
             labels are dense); default every labelled pair. Labelled candidates outside it
             still count with their grade as k, so they are never taken for negatives.
     """
-    if bool((relevance < 0).any()):
-        raise ValueError("ranking_loss: relevance labels must be >= 0")
-    labelled = relevance > 0
-    if anchors is not None:
-        if anchors.shape != relevance.shape or bool((anchors & ~labelled).any()):
-            raise ValueError("ranking_loss: anchors must be labelled pairs of relevance's shape")
-        labelled = anchors
-    query_of_pair, doc_of_pair = labelled.nonzero(as_tuple=True)  # the labelled j
+    query_of_pair, doc_of_pair = _anchor_pairs("ranking_loss", relevance, anchors)
     gain = relevance[query_of_pair, doc_of_pair].unsqueeze(1) - relevance[query_of_pair]
     counted = gain > 0  # [P, N]: 1[y_ij > y_ik]
     count = counted.sum()
@@ -191,6 +199,65 @@ def ranking_loss(
     return _weighted_over_prefixes(terms, weights)
 
 
+def contrastive_loss(
+    adapted_queries: torch.Tensor,
+    adapted_documents: torch.Tensor,
+    relevance: torch.Tensor,
+    dims: Sequence[int],
+    weights: Sequence[float],
+    temperature: float,
+    anchors: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Listwise contrastive term (InfoNCE) over the shared candidates, graded.
+
+    For a labelled pair (query i, document j) the candidates k with a lower grade
+    (``y_ik < y_ij``: unlabelled in-batch positives of other queries, mined hard negatives and
+    random negatives) compete with j in one softmax at temperature τ::
+
+        ℓ_ij = −log( exp(s_ij/τ) / (exp(s_ij/τ) + Σ_{k: y_ik < y_ij} exp(s_ik/τ)) )
+
+    with ``s = cos_m(q̂, x̂)``. Candidates graded as high as j or higher are left out of its
+    denominator, so one positive never pushes away another (multiple-negatives ranking,
+    sentence-transformers' ``MultipleNegativesRankingLoss``, generalised to several graded
+    positives per query). The pairs are averaged with weight ``y_ij``, then over 𝓜.
+
+    Why next to Eq. 5: Eq. 5 sums independent pairwise terms, so a positive already above
+    most negatives keeps being pushed by all of them alike; the softmax concentrates the
+    gradient on the few negatives that outrank j, which is what top-10 metrics reward.
+
+    Args:
+        adapted_queries: ``[Q, d]``.
+        adapted_documents: ``[N, d]`` candidates shared by all queries of the batch.
+        relevance: ``[Q, N]`` graded labels y >= 0 (0 for unlabelled candidates).
+        dims, weights: prefix sizes 𝓜 and their weights.
+        temperature: τ > 0 (cosines lie in [-1, 1]: 0.05 makes a gap of 0.1 a factor e²).
+        anchors: ``[Q, N]`` bool, the labelled pairs that act as j (default all labelled).
+
+    Example:
+        >>> q = torch.tensor([[1.0, 0.0]])
+        >>> docs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> loss = contrastive_loss(q, docs, torch.tensor([[1.0, 0.0]]), (2,), (1.0,), 1.0)
+        >>> round(float(loss), 4)  # -log(e / (e + 1))
+        0.3133
+    """
+    if temperature <= 0:
+        raise ValueError(f"contrastive_loss: temperature must be > 0, got {temperature}")
+    query_of_pair, doc_of_pair = _anchor_pairs("contrastive_loss", relevance, anchors)
+    if query_of_pair.numel() == 0:
+        raise ValueError("contrastive_loss: no labelled (query, document) pair in the batch")
+    grade = relevance[query_of_pair, doc_of_pair]  # y_ij, [P]
+    # [P, N]: j itself and every candidate graded below it; the rest leave the softmax.
+    competing = relevance[query_of_pair] < grade.unsqueeze(1)
+    competing[torch.arange(len(doc_of_pair)), doc_of_pair] = True
+    pair_queries = adapted_queries[query_of_pair]
+    terms = []
+    for pair_scores in prefix_cosines(pair_queries, adapted_documents, dims):
+        logits = (pair_scores / temperature).masked_fill(~competing, float("-inf"))
+        positive = logits.gather(1, doc_of_pair.unsqueeze(1)).squeeze(1)
+        terms.append(((torch.logsumexp(logits, dim=1) - positive) * grade).sum() / grade.sum())
+    return _weighted_over_prefixes(terms, weights)
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """The terms of one step, kept separately for logging."""
@@ -200,6 +267,7 @@ class LossTerms:
     pairwise: torch.Tensor
     reconstruction: torch.Tensor
     ranking: torch.Tensor | None = None
+    contrastive: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
         values = {
@@ -208,6 +276,7 @@ class LossTerms:
             "pairwise": self.pairwise,
             "reconstruction": self.reconstruction,
             "ranking": self.ranking,
+            "contrastive": self.contrastive,
         }
         return {name: float(value.detach()) for name, value in values.items() if value is not None}
 
@@ -228,12 +297,22 @@ def unsupervised_objective(
     )
 
 
-def supervised_objective(unsupervised: LossTerms, ranking: torch.Tensor, gamma: float) -> LossTerms:
-    """Eq. 6: Eq. 4 plus ``γ·L_rank``."""
+def supervised_objective(
+    unsupervised: LossTerms,
+    ranking: torch.Tensor,
+    gamma: float,
+    contrastive: torch.Tensor | None = None,
+    delta: float = 0.0,
+) -> LossTerms:
+    """Eq. 6: Eq. 4 plus ``γ·L_rank``, plus ``δ·L_contrastive`` when that term is on."""
+    total = unsupervised.total + gamma * ranking
+    if contrastive is not None:
+        total = total + delta * contrastive
     return LossTerms(
-        total=unsupervised.total + gamma * ranking,
+        total=total,
         topk=unsupervised.topk,
         pairwise=unsupervised.pairwise,
         reconstruction=unsupervised.reconstruction,
         ranking=ranking,
+        contrastive=contrastive,
     )

@@ -35,6 +35,7 @@ from components.adaptor import MatryoshkaAdaptor, check_embeddings, fit_rotation
 from components.config import MethodConfig, OptimConfig
 from components.losses import (
     LossTerms,
+    contrastive_loss,
     pairwise_loss,
     ranking_loss,
     reconstruction_loss,
@@ -456,6 +457,59 @@ def sample_pairs(
     return kept
 
 
+@torch.no_grad()
+def mine_hard_negatives(
+    queries: torch.Tensor,
+    labels: list[list[tuple[int, int]]],
+    corpus: torch.Tensor,
+    depth: int,
+) -> torch.Tensor:
+    """Each query's ``depth`` best-ranked unlabelled documents by full-d base cosine.
+
+    The negatives a base model confuses with the positives are the informative ones for a
+    ranking loss (random corpus documents are mostly easy). Labelled positives are never
+    returned: the top ``depth + (most labels of a query)`` documents are retrieved, so that
+    removing a query's positives still leaves ``depth`` of them (fewer only when the corpus
+    is smaller).
+
+    Args:
+        queries: ``[q, d]`` base query embeddings.
+        labels: per query, its ``(corpus index, score > 0)`` labels.
+        corpus: ``[n, d]`` base corpus embeddings.
+        depth: how many negatives to keep per query.
+
+    Returns:
+        ``[q, depth]`` corpus indices, best first, padded with -1 where the corpus runs out.
+
+    Example:
+        >>> corpus = torch.eye(4)
+        >>> mine_hard_negatives(torch.tensor([[1.0, 0.5, 0.2, 0.0]]), [[(0, 1)]], corpus, 2)
+        tensor([[1, 2]])
+    """
+    if queries.shape[0] != len(labels):
+        raise ValueError(f"{queries.shape[0]} queries but {len(labels)} label lists")
+    widest = max((len(query) for query in labels), default=0)
+    ranked = cosine_top_k(queries, corpus, depth + widest)
+    mined = np.full((len(labels), depth), -1, dtype=np.int64)
+    for row, query in enumerate(labels):
+        positives = {doc for doc, _ in query}
+        kept = [int(doc) for doc in ranked[row] if int(doc) not in positives][:depth]
+        mined[row, : len(kept)] = kept
+    return torch.from_numpy(mined)
+
+
+def sample_hard_negatives(
+    mined: torch.Tensor, rows: torch.Tensor, per_query: int, generator: torch.Generator
+) -> list[int]:
+    """``per_query`` distinct mined negatives drawn for each of ``rows`` (padding dropped)."""
+    if per_query == 0:
+        return []
+    picked = mined[rows]
+    order = torch.rand(picked.shape, generator=generator).argsort(dim=1)[:, :per_query]
+    chosen = picked.gather(1, order)
+    return chosen[chosen >= 0].tolist()
+
+
 class HeldoutRetrieval:
     """Stage 2's held-out score, nDCG@k (mean over the prefix sizes), prepared once.
 
@@ -634,6 +688,14 @@ def train_supervised(
         rotated_corpus = adaptor.rotate(corpus_device)
     n_docs = corpus.shape[0]
     column_of = np.full(n_docs, -1, dtype=np.int64)  # corpus index -> candidate column
+    loss_config = config.loss
+    mined = (
+        mine_hard_negatives(
+            fitting.embeddings, fitting.labels, corpus, loss_config.hard_negative_depth
+        )
+        if loss_config.hard_negatives
+        else None
+    )
 
     def compute_loss() -> LossTerms:
         anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
@@ -643,6 +705,10 @@ def train_supervised(
         positives = sorted({doc for labels in chosen for doc, _ in labels})
         n_negatives = config.loss.negatives_per_positive * len(positives)
         negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
+        if mined is not None:
+            negatives += sample_hard_negatives(
+                mined, batch, loss_config.hard_negatives, step_generator
+            )
         candidate_list = sorted(set(positives) | set(negatives))
         candidates = torch.as_tensor(candidate_list)
         column_of[candidate_list] = np.arange(len(candidate_list))
@@ -673,16 +739,34 @@ def train_supervised(
             rotated_pool=rotated_pool,
         )
         assert adapted is not None
+        adapted_queries, adapted_candidates = adapted[: len(batch)], adapted[len(batch) :]
+        relevance = relevance.to(device)
+        anchors_mask = None if pair_mask is None else pair_mask.to(device)
         rank = ranking_loss(
-            adapted[: len(batch)],
-            adapted[len(batch) :],
-            relevance.to(device),
+            adapted_queries,
+            adapted_candidates,
+            relevance,
             dims,
             weights,
-            scale=config.loss.ranking_scale,
-            anchors=None if pair_mask is None else pair_mask.to(device),
+            scale=loss_config.ranking_scale,
+            anchors=anchors_mask,
         )
-        return supervised_objective(unsupervised, rank, config.loss.gamma)
+        contrastive = (
+            contrastive_loss(
+                adapted_queries,
+                adapted_candidates,
+                relevance,
+                dims,
+                weights,
+                loss_config.temperature,
+                anchors=anchors_mask,
+            )
+            if loss_config.delta > 0
+            else None
+        )
+        return supervised_objective(
+            unsupervised, rank, loss_config.gamma, contrastive, loss_config.delta
+        )
 
     evaluate = HeldoutRetrieval(
         held.embeddings.to(device),

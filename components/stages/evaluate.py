@@ -31,6 +31,7 @@ from components.stages.common import (
     read_json,
     write_json,
 )
+from components.stages.pretrain import kept_start
 
 if TYPE_CHECKING:
     from components.evaluation import EvaluationReport
@@ -100,6 +101,7 @@ def run_evaluate(
         if not (pretrained / "adaptor.json").is_file():
             raise StageError(f"{pretrained}: no pretrained adaptor; run the pretrain stage first")
         methods["adaptor_unsupervised"], _ = load_adaptor(pretrained, expected_dim=d)
+        start = kept_start(pretrain_dir)
         if finetune_dir is not None and not finetune_skipped(finetune_dir):
             methods["adaptor_supervised"], _ = load_adaptor(
                 Path(finetune_dir) / ADAPTOR_DIR, expected_dim=d
@@ -118,6 +120,13 @@ def run_evaluate(
             raise StageError(f"evaluate: {exc}") from None
         report.write(staging)
         metrics = {**report.to_json(), **_provenance(artifacts.meta, split, list(methods))}
+        if start is not None:
+            metrics["untrained"] = {"adaptor_unsupervised": start}
+            log.info(
+                "adaptor_unsupervised is %s unchanged: stage 1 kept its start (no held-out "
+                "evaluation beat it)",
+                start,
+            )
         write_json(staging / METRICS_FILE, metrics)
         write_wide_csv(report, staging / WIDE_CSV)
         table = format_results(metrics)
@@ -177,12 +186,19 @@ def format_results(metrics: dict[str, Any]) -> str:
         f"{title} by dimensions kept (m) [{where}]",
         "method".ljust(width) + "".join(f"{m:>8}" for m in dims),
     ]
+    untrained: dict[str, str] = metrics.get("untrained") or {}
     for method in methods:
         cells = []
         for m in dims:
             value = table[method].get(str(m), {}).get(key)
             cells.append(f"{value:8.4f}" if value is not None else f"{'-':>8}")
-        lines.append(method.ljust(width) + "".join(cells))
+        name = f"{method}*" if method in untrained else method
+        lines.append(name.ljust(width) + "".join(cells))
+    for method, start in untrained.items():
+        lines.append(
+            f"* {method} is {start} unchanged, not a trained adaptor: stage 1 stopped when "
+            "no held-out evaluation beat its start"
+        )
     recommended: dict[str, int | None] = metrics.get("recommended_dim") or {}
     fraction = metrics.get("recommend_fraction")
     base = metrics.get("base_full_ndcg")
@@ -204,8 +220,14 @@ def format_results(metrics: dict[str, Any]) -> str:
 
 def best_recommendation(metrics: dict[str, Any]) -> tuple[str, int] | None:
     """The method reaching the target with the fewest dimensions (ties: the later, trained
-    method in :data:`METHOD_ORDER`, i.e. the adaptor over the baselines)."""
-    recommended = {k: v for k, v in (metrics.get("recommended_dim") or {}).items() if v is not None}
+    method in :data:`METHOD_ORDER`, i.e. the adaptor over the baselines); a stage 1 that
+    kept its start (``untrained``) is not a candidate."""
+    untrained = metrics.get("untrained") or {}  # the start itself: its baseline competes
+    recommended = {
+        k: v
+        for k, v in (metrics.get("recommended_dim") or {}).items()
+        if v is not None and k not in untrained
+    }
     if not recommended:
         return None
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}

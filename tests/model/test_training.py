@@ -19,7 +19,9 @@ from components.config import (
 from components.evaluation import evaluate_methods
 from components.training import (
     build_adaptor,
+    mine_hard_negatives,
     nearest_neighbours,
+    sample_hard_negatives,
     sample_pairs,
     train_adaptor,
     train_unsupervised,
@@ -255,3 +257,55 @@ def test_progress_eta_runs_to_the_early_stopping_step() -> None:
     lower.evaluated(0, 2.0)
     lower.evaluated(50, 1.0)
     assert lower.best == 1.0 and lower.stop_step == 300  # capped by max_iterations
+
+
+def test_hard_negative_mining_never_returns_a_labelled_positive() -> None:
+    g = torch.Generator().manual_seed(0)
+    corpus = F.normalize(torch.randn(120, 8, generator=g), dim=-1)
+    # Each query sits on its positives, so they fill the top of its base ranking.
+    labels = [[(doc, 1 + doc % 3) for doc in range(10 * i, 10 * i + 2 + 4 * i)] for i in range(5)]
+    queries = F.normalize(
+        torch.stack([corpus[[doc for doc, _ in query]].mean(0) for query in labels]), dim=-1
+    )
+    mined = mine_hard_negatives(queries, labels, corpus, depth=15)
+    assert mined.shape == (5, 15)
+    scores = queries @ corpus.T
+    for row, query in enumerate(labels):
+        positives = {doc for doc, _ in query}
+        kept = mined[row].tolist()
+        assert not positives & set(kept) and len(set(kept)) == 15
+        unlabelled = [
+            d for d in scores[row].argsort(descending=True).tolist() if d not in positives
+        ]
+        assert kept == unlabelled[:15]  # the base model's best-ranked unlabelled documents
+    tiny = mine_hard_negatives(queries[:1], labels[:1], corpus[:5], depth=15)
+    assert (tiny[0, 3:] == -1).all() and set(tiny[0, :3].tolist()) == {2, 3, 4}
+    drawn = sample_hard_negatives(tiny, torch.tensor([0, 0]), 2, torch.Generator())
+    assert len(drawn) <= 4 and set(drawn) <= {2, 3, 4}
+
+
+def test_contrastive_term_and_hard_negatives_train_and_are_logged() -> None:
+    docs, doc_ids, queries, query_ids, qrels = planted()
+    config = fast_config()
+    config = config.model_copy(
+        update={
+            "loss": config.loss.model_copy(
+                update={"delta": 1.0, "hard_negatives": 3, "hard_negative_depth": 10}
+            )
+        }
+    )
+    result = train_adaptor(docs, config, doc_ids, queries, query_ids, qrels)
+    history = result.supervised.history
+    assert all("contrastive" in step for step in history)
+    first, last = history[0]["contrastive"], min(step["contrastive"] for step in history[-50:])
+    assert last < first
+    report = evaluate_methods(
+        {"base": Truncation(D), "adaptor": result.supervised_adaptor},
+        docs,
+        doc_ids,
+        queries,
+        query_ids,
+        qrels,
+        EvaluationConfig(dims=(4,)),
+    )
+    assert report.pivot().loc["adaptor", 4] > report.pivot().loc["base", 4] + 0.2

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from components.losses import (
+    contrastive_loss,
     pairwise_loss,
     prefix_cosines,
     prefix_normalize,
@@ -134,3 +135,50 @@ def test_prefix_cosines_equal_one_normalised_product_per_size() -> None:
     (value,) = prefix_cosines(zero, b, (4,))
     value.sum().backward()
     assert torch.equal(value, torch.zeros(1, 7)) and bool(torch.isfinite(zero.grad).all())
+
+
+def test_contrastive_loss_hand_computed() -> None:
+    # Query 0 has grades 2 (doc 0) and 1 (doc 1); query 1 has grade 1 on doc 2.
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    docs = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    relevance = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    tau = 0.5
+    s = queries @ docs.T  # unit rows: cosines
+    # (0, doc 0), grade 2: docs 1 and 2 are graded lower, both compete.
+    l00 = -math.log(math.exp(s[0, 0] / tau) / sum(math.exp(s[0, k] / tau) for k in range(3)))
+    # (0, doc 1), grade 1: doc 0 (grade 2) leaves the softmax; doc 2 competes.
+    l01 = -math.log(math.exp(s[0, 1] / tau) / (math.exp(s[0, 1] / tau) + math.exp(s[0, 2] / tau)))
+    # (1, doc 2), grade 1: docs 0 and 1 (unlabelled for query 1) compete.
+    l12 = -math.log(math.exp(s[1, 2] / tau) / sum(math.exp(s[1, k] / tau) for k in range(3)))
+    expected = (2 * l00 + 1 * l01 + 1 * l12) / 4
+    loss = contrastive_loss(queries, docs, relevance, (2,), (1.0,), tau)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # Prefix sizes: at m=1 each cosine is the sign of the first coordinates' product.
+    at_one = contrastive_loss(queries, docs, relevance, (1, 2), (0.5, 0.5), tau)
+    truncated = contrastive_loss(queries, docs, relevance, (1,), (1.0,), tau)
+    assert float(at_one) == pytest.approx(0.5 * float(truncated) + 0.5 * expected, rel=1e-6)
+
+
+def test_contrastive_loss_counts_only_the_anchor_pairs_and_checks_its_inputs() -> None:
+    queries = torch.tensor([[1.0, 0.0]])
+    docs = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    relevance = torch.tensor([[1.0, 1.0, 0.0]])
+    anchors = torch.tensor([[True, False, False]])
+    only_first = contrastive_loss(queries, docs, relevance, (2,), (1.0,), 1.0, anchors=anchors)
+    # Doc 1 is as relevant as doc 0: it is not a negative of doc 0, only doc 2 competes.
+    assert float(only_first) == pytest.approx(-math.log(math.e / (math.e + 1.0)), rel=1e-6)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        contrastive_loss(queries, docs, relevance, (2,), (1.0,), 0.0)
+    with pytest.raises(ValueError, match="no labelled"):
+        contrastive_loss(queries, docs, torch.zeros(1, 3), (2,), (1.0,), 1.0)
+    with pytest.raises(ValueError, match="anchors must be labelled"):
+        contrastive_loss(queries, docs, relevance, (2,), (1.0,), 1.0, anchors=~anchors)
+
+
+def test_supervised_objective_adds_the_weighted_contrastive_term() -> None:
+    zero = torch.tensor(0.0)
+    unsupervised = unsupervised_objective(torch.tensor(1.0), zero, zero, 1.0, 1.0)
+    terms = supervised_objective(unsupervised, torch.tensor(2.0), 0.5, torch.tensor(3.0), 2.0)
+    assert float(terms.total) == pytest.approx(1.0 + 0.5 * 2.0 + 2.0 * 3.0)
+    assert terms.as_floats()["contrastive"] == pytest.approx(3.0)
+    assert "contrastive" not in supervised_objective(unsupervised, zero, 1.0).as_floats()

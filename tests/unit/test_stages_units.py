@@ -49,6 +49,7 @@ from components.stages import (
 )
 from components.stages.embed import declared_dimension
 from components.stages.evaluate import METHOD_ORDER, format_results, load_results
+from components.stages.pretrain import kept_start
 from components.validation import DataValidationError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,6 +136,31 @@ def test_training_and_evaluation_stages(tmp_path: Path, embeddings: Path) -> Non
     assert set(long.columns) == {"method", "dim", "ndcg_at_10", "recall_at_100", "mrr_at_10"}
     assert result.table == (out / "table.txt").read_text().rstrip("\n")
     assert "recommended: " in result.table and "adaptor_supervised" in result.table
+
+
+def test_a_stage_one_that_kept_its_start_is_reported_as_that_baseline(
+    tmp_path: Path, embeddings: Path
+) -> None:
+    # A learning rate too small to move any score: no held-out evaluation beats the start.
+    params = fast_params(
+        **{
+            "method.train.unsupervised.learning_rate": 1e-12,
+            "method.train.unsupervised.start_patience": 1,
+        }
+    )
+    run_pretrain(embeddings, params, tmp_path / "pretrain")
+    assert kept_start(tmp_path / "pretrain") == "svd_rotation"
+    result = run_evaluate(TINY, embeddings, tmp_path / "pretrain", None, params, tmp_path / "ev")
+    assert result.metrics["untrained"] == {"adaptor_unsupervised": "svd_rotation"}
+    rows = [line for line in result.table.splitlines() if line.startswith("adaptor_unsupervised")]
+    assert rows and rows[0].split()[0] == "adaptor_unsupervised*"
+    assert "* adaptor_unsupervised is svd_rotation unchanged, not a trained adaptor" in result.table
+    assert "recommended: adaptor_unsupervised" not in result.table
+    history_path = tmp_path / "pretrain" / "history.json"
+    history = json.loads(history_path.read_text())
+    history["summary"]["best_iteration"] = 4  # as if a later step had beaten the start
+    history_path.write_text(json.dumps(history))
+    assert kept_start(tmp_path / "pretrain") is None
 
 
 def test_finetune_skipped_without_training_labels(
