@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.scifact_embeddings import cached_embeddings  # noqa: E402
 from benchmarks.training_speed import replace_block  # noqa: E402
 from components import training  # noqa: E402
-from components.baselines import PCAProjection, Truncation  # noqa: E402
+from components.baselines import fit_baselines  # noqa: E402
 from components.config import EvaluationConfig, MethodConfig  # noqa: E402
 from components.data import load_dataset  # noqa: E402
 from components.evaluation import evaluate_methods  # noqa: E402
@@ -196,8 +196,7 @@ def main() -> None:
         quality[f"adaptor_{name}"] = adaptor
         print(f"trained {name}: {trained[name]}", flush=True)
     methods = {
-        "base": Truncation(dense["corpus"].shape[1]),
-        "pca": PCAProjection.fit(dense["corpus"]),
+        **fit_baselines(dense["corpus"]),
         **{name: adaptor for name, adaptor in quality.items()},
     }
     report = evaluate_methods(

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.scifact_embeddings import DEFAULT_CACHE, cached_embeddings  # noqa: E402
-from components.baselines import PCAProjection, SVDRotation, Truncation  # noqa: E402
+from components.baselines import BASELINE_NAMES, BASELINES, fit_baselines  # noqa: E402
 from components.config import MethodConfig  # noqa: E402
 from components.data import load_dataset  # noqa: E402
 from components.evaluation import EvaluationReport, evaluate_methods  # noqa: E402
@@ -35,18 +35,14 @@ from components.runtime import configure_environment  # noqa: E402
 from components.training import TrainingResult, train_adaptor  # noqa: E402
 
 METHOD_ORDER = [
-    "base",
-    "pca",
-    "svd_rotation",
+    *BASELINE_NAMES,
     "adaptor_unsupervised",
     "adaptor_supervised",
     "paper_unsupervised",
     "paper_supervised",
 ]
 METHOD_LABELS = {
-    "base": "base, truncated",
-    "pca": "PCA (corpus, mean-centred)",
-    "svd_rotation": "SVD rotation (corpus, uncentred)",
+    **{name: baseline.label for name, baseline in BASELINES.items()},
     "adaptor_unsupervised": "adaptor, unsupervised (default: rotation start)",
     "adaptor_supervised": "adaptor, supervised (default: rotation start)",
     "paper_unsupervised": "adaptor, unsupervised (paper: identity start, Eq. 5 scale 1)",
@@ -77,11 +73,7 @@ def stage_figures(prefix: str, result: TrainingResult) -> dict[str, float]:
 
 
 def run_seed(seed: int, config: MethodConfig, data: dict) -> tuple[EvaluationReport, dict]:
-    methods = {
-        "base": Truncation(data["corpus"].shape[1]),
-        "pca": PCAProjection.fit(data["corpus"]),
-        "svd_rotation": SVDRotation.fit(data["corpus"]),
-    }
+    methods = dict(fit_baselines(data["corpus"]))
     timings: dict[str, float] = {}
     for prefix, method_config in (("adaptor", config), ("paper", paper_config(config))):
         start = time.perf_counter()

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-DEFAULT_BASELINES = ("base", "pca", "svd_rotation")
 
 RunMode = Literal["disabled", "dry_run", "enabled", "approval"]
 
@@ -38,8 +37,11 @@ class RegistryConfig(BaseModel):
             (0 = no regression; 0.01 = must improve by a point; -0.005 = tolerate noise).
         min_delta_vs_baselines: at every counted m, challenger − best baseline must be >=
             this. The only comparison for a first version (no champion yet).
-        baselines: the training-free methods the challenger must beat (``base`` is plain
-            truncation, ``pca``, ``svd_rotation``).
+        baselines: the training-free methods the challenger must beat; ``None`` = every
+            one of :data:`components.baselines.BASELINES` (``base`` truncation, ``pca``,
+            ``svd_rotation``, ``pca_layernorm``, ``whitening``). Names are checked when the
+            gate fits them (:func:`components.baselines.baseline_names`): this module stays
+            free of the baselines' code, which every pipeline stage would otherwise import.
         embeddings_dir: the frozen evaluation set's embeddings (``corpus.npy``,
             ``queries.npy``, ids, ``meta.json``); ``None`` = the embed stage's output
             (:attr:`components.layout.RunLayout.embeddings`).
@@ -56,7 +58,7 @@ class RegistryConfig(BaseModel):
     ndcg_floor: float | dict[int, float] = 0.0
     min_delta_vs_champion: float = 0.0
     min_delta_vs_baselines: float = 0.0
-    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    baselines: tuple[str, ...] | None = None
     embeddings_dir: str | None = None
     approval_timeout_s: int = Field(default=86400, gt=0)
 

@@ -62,41 +62,46 @@ def load_evaluation_set(
     )
 
 
-def baseline_methods(data: EvaluationSet, names: Sequence[str]) -> dict[str, Any]:
-    """``base`` (truncation), ``pca`` and ``svd_rotation`` fitted on the evaluation corpus."""
-    from components.baselines import PCAProjection, SVDRotation, Truncation
+def baseline_methods(data: EvaluationSet, names: Sequence[str] | None) -> dict[str, Any]:
+    """The baselines ``names`` (``None``: every one of
+    :data:`components.baselines.BASELINES`) fitted on the evaluation corpus.
 
-    makers = {
-        "base": lambda: Truncation(data.dim),
-        "pca": lambda: PCAProjection.fit(data.corpus),
-        "svd_rotation": lambda: SVDRotation.fit(data.corpus),
-    }
-    unknown = [n for n in names if n not in makers]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(makers)}")
-    return {name: makers[name]() for name in names}
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    from components.baselines import fit_baselines
+
+    return dict(fit_baselines(data.corpus, names))
 
 
 def compare_on_set(
     data: EvaluationSet,
     adaptors: Mapping[str, Any],
     dims: Sequence[int],
-    baselines: Sequence[str] = ("base", "pca", "svd_rotation"),
+    baselines: Sequence[str] | None = None,
     evaluation: Any | None = None,
 ) -> Any:
     """Evaluate ``adaptors`` (name → embedder) and the baselines at ``dims``.
+
+    Args:
+        data: the frozen evaluation set.
+        adaptors: name → embedder (challenger, champion).
+        dims: the sizes m.
+        baselines: baseline names; ``None`` = all (:data:`components.baselines.BASELINES`).
+        evaluation: metric cut-offs (:class:`components.config.EvaluationConfig`).
 
     Returns:
         An :class:`components.evaluation.EvaluationReport` (``base`` is always included so
         that recommended dimensions can be computed).
     """
+    from components.baselines import baseline_names
     from components.config import EvaluationConfig
     from components.evaluation import evaluate_methods
 
     config = (evaluation or EvaluationConfig()).model_copy(
         update={"dims": tuple(sorted({int(m) for m in dims}))}
     )
-    names = list(dict.fromkeys(["base", *baselines]))
+    names = list(dict.fromkeys(["base", *baseline_names(baselines)]))
     methods = {**adaptors, **baseline_methods(data, names)}
     return evaluate_methods(
         methods, data.corpus, data.corpus_ids, data.queries, data.query_ids, data.qrels, config

@@ -27,6 +27,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from components.baselines import BASELINES
+
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 ADAPTOR_ARTIFACT = "adaptor"  # keys of the pyfunc's artifacts, read by model_code.py
 METADATA_ARTIFACT = "metadata"
@@ -34,7 +36,6 @@ METADATA_FILE = "metadata.json"
 DEFAULT_ARTIFACT_NAME = "adaptor_model"
 # The modules the pyfunc imports on load; nothing else of `components` travels with it.
 _SHIPPED_MODULES = ("__init__.py", "adaptor.py", "config.py")
-_BASELINE_HINTS = ("base", "pca", "svd_rotation")
 METADATA_KEYS = ("provider", "base_model", "dataset_fingerprint", "git_commit", "dvc_lock_digest")
 
 
@@ -82,7 +83,7 @@ def pick_adaptor_method(methods: list[str], preferred: str | None = None) -> str
     for name in ("adaptor_supervised", "adaptor_unsupervised"):
         if name in methods:
             return name
-    others = [m for m in methods if m not in _BASELINE_HINTS]
+    others = [m for m in methods if m not in BASELINES]
     return others[0] if others else None
 
 

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from components.baselines import baseline_names
 from components.registry.client import alias_version, registry_session, require_version
 from components.registry.config import CHALLENGER, CHAMPION, RegistryConfig
 from components.registry.evaluation_set import EvaluationSet, compare_on_set
@@ -163,12 +164,13 @@ def evaluate_candidates(
     dims = counted_dims(config, meta.get("trained_dims") or [challenger.dim])
     if champion_meta is not None and config.dims is None:
         dims = [m for m in dims if m in set(champion_meta.get("trained_dims") or dims)]
-    report = compare_on_set(data, adaptors, dims, config.baselines, evaluation)
+    baselines = baseline_names(config.baselines)
+    report = compare_on_set(data, adaptors, dims, baselines, evaluation)
     metric = config.metric
     table = {name: _values(report, name, metric) for name in dict.fromkeys(report.table["method"])}
     decision = decide(
         table["challenger"],
-        {b: table[b] for b in config.baselines},
+        {b: table[b] for b in baselines},
         config,
         champion=table.get("champion"),
         dims=dims,
@@ -248,7 +250,7 @@ def promote(
             model_name=model_name,
             version=candidate,
             table=table,
-            baselines=list(config.baselines),
+            baselines=list(baseline_names(config.baselines)),
             metadata=meta,
             champion_version=champion_before,
             decision=decision,
@@ -476,7 +478,7 @@ def review_version(
             model_name=model_name,
             version=target.version,
             table=table,
-            baselines=list(config.baselines),
+            baselines=list(baseline_names(config.baselines)),
             metadata=meta,
             champion_version=champion_version,
             decision=decision,

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from components.baselines import BASELINE_NAMES
 from components.registry.client import alias_version, registry_session
-from components.registry.config import CHALLENGER, CHAMPION, DEFAULT_BASELINES
+from components.registry.config import CHALLENGER, CHAMPION
 from components.registry.load import version_metadata
 from components.registry.packaging import build_model_metadata, log_adaptor_model
 from components.registry.report import build_review_report
@@ -181,7 +182,7 @@ def register_run_model(
         report_table = {"challenger": challenger}
         if champion_values:
             report_table["champion"] = champion_values
-        baselines = [b for b in DEFAULT_BASELINES if b in table]
+        baselines = [b for b in BASELINE_NAMES if b in table]
         report_table.update({b: table[b] for b in baselines})
         report = build_review_report(
             model_name=model_name,

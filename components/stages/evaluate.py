@@ -1,7 +1,9 @@
 """Stage ``evaluate``: every method at every prefix size m on the test split.
 
-Methods: ``base`` (truncation), ``pca``, ``svd_rotation``, ``adaptor_unsupervised`` (the
-pretrain adaptor) and ``adaptor_supervised`` (the finetune adaptor, when it was trained).
+Methods: every training-free baseline of :data:`components.baselines.BASELINES` (``base``
+truncation, ``pca``, ``svd_rotation``, ``pca_layernorm``, ``whitening``), fitted on the
+corpus, then ``adaptor_unsupervised`` (the pretrain adaptor) and ``adaptor_supervised`` (the
+finetune adaptor, when it was trained).
 
 Output ``runs/evaluation/``:
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.atomic import staged_directory
+from components.baselines import BASELINE_NAMES
 from components.layout import ADAPTOR_DIR, DEFAULT_LAYOUT, METRICS_FILE, TABLE_TXT, WIDE_CSV
 from components.params import PipelineParams
 from components.stages.common import (
@@ -38,7 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("components.stages.evaluate")
 
-METHOD_ORDER = ("base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised")
+#: Rows of the table and columns of the plot: the baselines, then the adaptors.
+METHOD_ORDER = (*BASELINE_NAMES, "adaptor_unsupervised", "adaptor_supervised")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def run_evaluate(
     params: PipelineParams,
     out_dir: str | Path = DEFAULT_LAYOUT.evaluation,
 ) -> EvaluationOutput:
-    """Evaluate base, PCA, SVD rotation and the adaptors on ``qrels/<dataset.test_split>``.
+    """Evaluate every baseline and the adaptors on ``qrels/<dataset.test_split>``.
 
     Args:
         dataset_dir: the dataset (for the test labels; checked against the embeddings'
@@ -77,7 +81,7 @@ def run_evaluate(
     import torch
 
     from components.adaptor import load_adaptor
-    from components.baselines import PCAProjection, SVDRotation, Truncation
+    from components.baselines import fit_baselines
     from components.evaluation import evaluate_methods
 
     split = params.dataset.test_split
@@ -92,11 +96,7 @@ def run_evaluate(
             )
         d = artifacts.dimensions
         corpus = torch.from_numpy(artifacts.corpus)
-        methods: dict[str, Any] = {
-            "base": Truncation(d),
-            "pca": PCAProjection.fit(corpus),
-            "svd_rotation": SVDRotation.fit(corpus),
-        }
+        methods: dict[str, Any] = dict(fit_baselines(corpus))
         pretrained = Path(pretrain_dir) / ADAPTOR_DIR
         if not (pretrained / "adaptor.json").is_file():
             raise StageError(f"{pretrained}: no pretrained adaptor; run the pretrain stage first")

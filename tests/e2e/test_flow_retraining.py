@@ -26,9 +26,10 @@ from helpers.stages import FAST_FLOW as FAST
 
 import pipelines  # noqa: F401  (project-local Prefect settings before Prefect loads)
 from components.runs.record import RunsLayout
+from components.stages.evaluate import METHOD_ORDER
 
 STAGES = ["validate", "embed", "pretrain", "finetune", "evaluate"]
-METHODS = ["base", "pca", "svd_rotation", "adaptor_unsupervised", "adaptor_supervised"]
+METHODS = list(METHOD_ORDER)
 DIMS = [16, 32, 64, 128, 256, 384]
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.registry import (
+    BASELINES,
     LOCK_DIGEST,
     TRAINED_DIMS,
     Planted,
@@ -157,10 +158,7 @@ def test_planted_variants_are_ordered(documents: dict[str, dict]) -> None:
         for name, doc in documents.items()
     }
     best_baseline = {
-        int(m): max(
-            documents["good"]["metrics"][b][m]["ndcg_at_10"]
-            for b in ("base", "pca", "svd_rotation")
-        )
+        int(m): max(documents["good"]["metrics"][b][m]["ndcg_at_10"] for b in BASELINES)
         for m in documents["good"]["metrics"]["base"]
     }
     for m in TRAINED_DIMS:
@@ -217,7 +215,7 @@ def test_registered_version_is_a_pending_challenger_with_metadata(
     )
     metadata = json.loads((root / "artifacts" / "metadata.json").read_text())
     assert metadata["d"] == 16 and metadata["trained_dims"] == [4, 8, 16]
-    assert set(metadata["ndcg_at_10"]) == {"base", "pca", "svd_rotation", "adaptor_supervised"}
+    assert set(metadata["ndcg_at_10"]) == {*BASELINES, "adaptor_supervised"}
     assert metadata["recommended_dim"] in TRAINED_DIMS
     assert metadata["dataset_fingerprint"] == "planted-0"
     assert sorted(p.name for p in (root / "review").iterdir()) == [
