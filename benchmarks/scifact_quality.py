@@ -87,7 +87,10 @@ def run_seed(seed: int, config: MethodConfig, data: dict) -> tuple[EvaluationRep
         )
         timings[f"{prefix}_train_seconds"] = time.perf_counter() - start
         timings.update(stage_figures(prefix, result))
-        methods[f"{prefix}_unsupervised"] = result.unsupervised_adaptor
+        # A stage 1 that kept its start is that baseline, not a trained adaptor: no row.
+        timings[f"{prefix}_stage1_kept_start"] = float(result.unsupervised.best_iteration == 0)
+        if not timings[f"{prefix}_stage1_kept_start"]:
+            methods[f"{prefix}_unsupervised"] = result.unsupervised_adaptor
         methods[f"{prefix}_supervised"] = result.supervised_adaptor
     report = evaluate_methods(
         methods,
@@ -234,6 +237,17 @@ def write_outputs(
     ]
     for metric, title in zip(metric_columns, ("nDCG@10", "Recall@100", "MRR@10"), strict=False):
         lines += [f"## {title}", "", markdown_table(summary, metric, dims, len(args.seeds)), ""]
+    for prefix, start in (("adaptor", "the SVD rotation"), ("paper", "the identity")):
+        kept = timings[f"{prefix}_stage1_kept_start"]
+        if kept.any():
+            seeds = ", ".join(str(s) for s, k in zip(args.seeds, kept, strict=True) if k)
+            lines += [
+                f"Stage 1 of `{METHOD_LABELS[f'{prefix}_unsupervised']}` kept its start, "
+                f"{start}, at seed(s) {seeds}: no held-out evaluation beat it, so it is not "
+                "a trained adaptor and has no row of its own at those seeds (its figures are "
+                "the start's). Stage 2 started from it.",
+                "",
+            ]
     lines += [
         "## Recommended dimension",
         "",
