@@ -110,3 +110,23 @@ def finetune_skipped(finetune_dir: str | Path) -> bool:
     """Whether the finetune output says the stage was skipped (no training labels)."""
     history = read_json(Path(finetune_dir) / HISTORY_FILE, "finetune")
     return bool(history.get("skipped"))
+
+
+def kept_start(pretrain_dir: str | Path) -> str | None:
+    """What stage 1 published when it kept its start unchanged, else ``None``.
+
+    A stage 1 that stopped because no held-out evaluation beat its start (``start_is_best``)
+    publishes the start itself: the SVD rotation (``svd_rotation``, the default start) or the
+    identity (``base``). Reports name it as that baseline, never as a trained adaptor.
+
+    Args:
+        pretrain_dir: the ``pretrain`` stage's output (its ``history.json`` is read).
+
+    Returns:
+        ``"svd_rotation"`` or ``"base"`` when the best step is the start, else ``None``.
+    """
+    payload = read_json(Path(pretrain_dir) / HISTORY_FILE, "pretrain")
+    if payload.get("summary", {}).get("best_iteration") != 0:
+        return None
+    method = payload.get("metadata", {}).get("method", {})
+    return "svd_rotation" if method.get("adaptor", {}).get("use_rotation", True) else "base"

@@ -30,11 +30,11 @@ from components.params import PipelineParams
 from components.stages.common import (
     StageError,
     finetune_skipped,
+    kept_start,
     load_matching_inputs,
     read_json,
     write_json,
 )
-from components.stages.pretrain import kept_start
 
 if TYPE_CHECKING:
     from components.evaluation import EvaluationReport

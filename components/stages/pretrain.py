@@ -17,7 +17,7 @@ from components.atomic import staged_directory
 from components.config import MethodConfig
 from components.layout import ADAPTOR_DIR, DEFAULT_LAYOUT, HISTORY_FILE
 from components.params import PipelineParams
-from components.stages.common import StageError, load_stage_embeddings, read_json, write_json
+from components.stages.common import StageError, load_stage_embeddings, write_json
 
 if TYPE_CHECKING:
     from components.training import OptimResult
@@ -85,26 +85,6 @@ def history_payload(stage: str, result: OptimResult, metadata: dict[str, Any]) -
         "evaluations": result.evaluations,
         "metadata": metadata,
     }
-
-
-def kept_start(pretrain_dir: str | Path) -> str | None:
-    """What stage 1 published when it kept its start unchanged, else ``None``.
-
-    A stage 1 that stopped because no held-out evaluation beat its start (``start_is_best``)
-    publishes the start itself: the SVD rotation (``svd_rotation``, the default start) or the
-    identity (``base``). Reports name it as that baseline, never as a trained adaptor.
-
-    Args:
-        pretrain_dir: the ``pretrain`` stage's output (its ``history.json`` is read).
-
-    Returns:
-        ``"svd_rotation"`` or ``"base"`` when the best step is the start, else ``None``.
-    """
-    payload = read_json(Path(pretrain_dir) / HISTORY_FILE, "pretrain")
-    if payload.get("summary", {}).get("best_iteration") != 0:
-        return None
-    method = payload.get("metadata", {}).get("method", {})
-    return "svd_rotation" if method.get("adaptor", {}).get("use_rotation", True) else "base"
 
 
 def published(

@@ -125,7 +125,9 @@ def test_flow_runs_every_stage_and_tracks_the_run(tmp_path: Path, prefect_api: N
         for dim in DIMS:
             for name in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
                 assert 0.0 <= metrics[metric_key(method, name, dim)] <= 1.0
-        assert f"recommended_dim/{method}" in metrics
+        if method in ("base", "adaptor_unsupervised", "adaptor_supervised"):
+            # logged only where a method reaches the target; a baseline may not on TINY
+            assert f"recommended_dim/{method}" in metrics
     for stage in ("pretrain", "finetune"):
         curve = client.get_metric_history(result.run_id, f"train/{stage}/loss")
         assert [m.step for m in curve] == list(range(1, 31))

@@ -47,9 +47,9 @@ from components.stages import (
     run_stage,
     run_validate,
 )
+from components.stages.common import kept_start
 from components.stages.embed import declared_dimension
 from components.stages.evaluate import METHOD_ORDER, format_results, load_results
-from components.stages.pretrain import kept_start
 from components.validation import DataValidationError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
