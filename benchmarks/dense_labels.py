@@ -29,9 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,57 +42,27 @@ from components.data import load_dataset  # noqa: E402
 from components.evaluation import evaluate_methods  # noqa: E402
 from components.params import load_params  # noqa: E402
 from components.runtime import configure_environment  # noqa: E402
+from components.synthetic import planted_retrieval  # noqa: E402
 
 MARKERS = ("<!-- dense-labels:start -->", "<!-- dense-labels:end -->")
 DIMS = (16, 32, 64, 128, 384)
 
 
-def dense_dataset(
-    n_docs: int = 3600,
-    n_train: int = 2600,
-    n_test: int = 400,
-    positives: int = 42,
-    d: int = 384,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Topics of documents; each query's 42 nearest documents of its topic are its graded
-    positives (3 for the nearest 10, 2 for the next 14, 1 for the rest). The topic signal
-    lives in a 48-d subspace spread over all coordinates, and the leading principal
-    directions carry strong topic-independent noise, so plain truncation and PCA both
-    struggle at small m."""
-    g = torch.Generator().manual_seed(seed)
-    n_topics = n_docs // 60
-    basis = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
-    signal, noise_dirs = basis[:, :48], basis[:, 48:64]
-    centres = torch.randn(n_topics, 48, generator=g)
-    topic_of_doc = torch.arange(n_docs) % n_topics
-    docs = (centres[topic_of_doc] + 0.7 * torch.randn(n_docs, 48, generator=g)) @ signal.T
-    docs = docs + 2.5 * torch.randn(n_docs, 16, generator=g) @ noise_dirs.T
-    docs = docs + 0.3 * torch.randn(n_docs, d, generator=g)
-    n_queries = n_train + n_test
-    topic_of_query = torch.randint(n_topics, (n_queries,), generator=g)
-    query_signal = centres[topic_of_query] + 0.7 * torch.randn(n_queries, 48, generator=g)
-    queries = query_signal @ signal.T + 2.5 * torch.randn(n_queries, 16, generator=g) @ noise_dirs.T
-    queries = queries + 0.3 * torch.randn(n_queries, d, generator=g)
-    docs, queries = F.normalize(docs, dim=-1), F.normalize(queries, dim=-1)
-    doc_ids = [f"d{i}" for i in range(n_docs)]
-    query_ids = [f"q{i}" for i in range(n_queries)]
-    rows = []
-    for q in range(n_queries):
-        members = torch.nonzero(topic_of_doc == topic_of_query[q]).squeeze(1)
-        scores = docs[members] @ queries[q]
-        order = members[torch.argsort(scores, descending=True)][:positives]
-        for rank, doc in enumerate(order.tolist()):
-            rows.append((query_ids[q], doc_ids[doc], 3 if rank < 10 else 2 if rank < 24 else 1))
-    qrels = pd.DataFrame(rows, columns=["query_id", "doc_id", "score"])
-    train_ids = set(query_ids[:n_train])
+def dense_dataset(seed: int = 0) -> dict[str, Any]:
+    """3,600 documents in 60-document topics, 2,600 training and 400 test queries, each
+    with its topic's 42 nearest documents (by embedding cosine) as graded positives (3 for
+    the nearest 10, 2 for the next 14, 1 for the rest). The topic signal lives in a 48-d
+    subspace spread over all coordinates and the leading principal directions carry strong
+    topic-independent variation (:func:`components.synthetic.planted_retrieval`), so plain
+    truncation and PCA both struggle at small m."""
+    data = planted_retrieval(grade_by="embedding", seed=seed)
     return {
-        "corpus": docs,
-        "corpus_ids": doc_ids,
-        "queries": queries,
-        "query_ids": query_ids,
-        "train": qrels[qrels["query_id"].isin(train_ids)].reset_index(drop=True),
-        "test": qrels[~qrels["query_id"].isin(train_ids)].reset_index(drop=True),
+        "corpus": data.corpus,
+        "corpus_ids": data.corpus_ids,
+        "queries": data.queries,
+        "query_ids": data.query_ids,
+        "train": data.train,
+        "test": data.test,
     }
 
 

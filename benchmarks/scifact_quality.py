@@ -69,6 +69,7 @@ def stage_figures(prefix: str, result: TrainingResult) -> dict[str, float]:
             out[f"{prefix}_{stage.phase}_iterations"] = stage.iterations
             out[f"{prefix}_{stage.phase}_best_iteration"] = stage.best_iteration
             out[f"{prefix}_{stage.phase}_it_per_s"] = stage.iterations_per_second
+            out[f"{prefix}_{stage.phase}_refit_iterations"] = stage.refit_iterations
     return out
 
 
@@ -201,6 +202,14 @@ def write_outputs(
             m: round(float(row_dict[f"{m}_std"]), 6) for m in metric_columns
         }
     recommended = [r.recommended_dims() for r in reports]
+    trained = [m for m in METHOD_ORDER if m not in BASELINES]
+    per_seed: dict[str, dict[str, dict[str, float]]] = {}
+    for seed, report in zip(args.seeds, reports, strict=True):
+        pivot = report.pivot()
+        for method in (m for m in trained if m in pivot.index):
+            per_seed.setdefault(method, {})[str(seed)] = {
+                str(m): round(float(pivot.loc[method, m]), 6) for m in dims
+            }
     command = (
         "make bench-quality"
         if sys.argv[1:] == []
@@ -213,6 +222,7 @@ def write_outputs(
         "seeds": list(args.seeds),
         "metrics": nested,
         "std_over_seeds": spread,
+        "ndcg_at_10_per_seed": per_seed,
         "recommended_dim": recommended[0] if len(recommended) == 1 else recommended,
         "timing_seconds_mean": {k: round(float(v), 2) for k, v in mean_timing.items()},
         "wall_seconds": round(wall, 1),
@@ -237,6 +247,29 @@ def write_outputs(
     ]
     for metric, title in zip(metric_columns, ("nDCG@10", "Recall@100", "MRR@10"), strict=False):
         lines += [f"## {title}", "", markdown_table(summary, metric, dims, len(args.seeds)), ""]
+    if len(args.seeds) > 1:
+        lines += [
+            "## nDCG@10 per seed (trained adaptors)",
+            "",
+            "| method | seed | " + " | ".join(str(m) for m in dims) + " |",
+            "|" + "---|" * (len(dims) + 2),
+        ]
+        for method, seeds in per_seed.items():
+            for seed, values in seeds.items():
+                cells = " | ".join(f"{values[str(m)]:.4f}" for m in dims)
+                lines.append(f"| {METHOD_LABELS[method]} | {seed} | {cells} |")
+        lines.append("")
+        for method, seeds in per_seed.items():
+            farthest = max(
+                abs(values[str(m)] - nested[method][str(m)]["ndcg_at_10"])
+                for values in seeds.values()
+                for m in dims
+            )
+            lines.append(
+                f"- {METHOD_LABELS[method]}: every seed within {farthest:.4f} of the mean at "
+                "every m."
+            )
+        lines.append("")
     for prefix, start in (("adaptor", "the SVD rotation"), ("paper", "the identity")):
         kept = timings[f"{prefix}_stage1_kept_start"]
         if kept.any():
@@ -267,8 +300,9 @@ def write_outputs(
         f"As measured inside this run ({torch.get_num_threads()} torch thread(s)); the "
         "dedicated speed benchmark below is the figure to quote.",
         "",
-        "| configuration | stage | iterations (mean) | best iteration (mean) | it/s | seconds |",
-        "|---|---|---|---|---|---|",
+        "| configuration | stage | iterations (mean) | best iteration (mean) | refit steps "
+        "(mean) | it/s | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for prefix, label in (("adaptor", "default"), ("paper", "paper")):
         for stage in ("unsupervised", "supervised"):
@@ -277,6 +311,7 @@ def write_outputs(
                 lines.append(
                     f"| {label} | {stage} | {mean_timing[f'{key}_iterations']:.0f} | "
                     f"{mean_timing[f'{key}_best_iteration']:.0f} | "
+                    f"{mean_timing[f'{key}_refit_iterations']:.0f} | "
                     f"{mean_timing[f'{key}_it_per_s']:.1f} | "
                     f"{mean_timing[f'{key}_seconds']:.1f} |"
                 )

@@ -1,9 +1,9 @@
 """Supervised-stage variants on SciFact: test nDCG@10 per m, from a fixed stage-1 adaptor.
 
-Each variant overrides ``method.loss`` and ``method.train.supervised`` settings of
-params.yaml (a JSON object); stage 1 is trained once per seed and cached, so a variant costs
-one supervised stage per seed. The rows of docs/engine.md "Listwise contrastive term" come
-from this script.
+Each variant overrides ``method.loss``, ``method.train.supervised`` and ``method.train``
+settings of params.yaml (a JSON object); stage 1 is trained once per seed and cached, so a
+variant costs one supervised stage per seed. The rows of docs/engine.md "Listwise
+contrastive term" come from this script.
 
     PYTHONPATH=. .venv/bin/python benchmarks/supervised_variants.py \\
         '{"loss": {"delta": 1.0, "gamma": 0.0}}' --seeds 0 1 2
@@ -35,7 +35,9 @@ from components.training import train_supervised, train_unsupervised  # noqa: E4
 def main() -> None:
     configure_environment()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", help='JSON: {"loss": {...}, "supervised": {...}}')
+    parser.add_argument(
+        "overrides", help='JSON: {"loss": {...}, "supervised": {...}, "train": {...}}'
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stage1-cache", default=".cache/benchmarks/stage1")
@@ -53,7 +55,9 @@ def main() -> None:
     dims = params.evaluation.dims
     rows = []
     for seed in args.seeds:
-        train = method.train.model_copy(update={"seed": seed, "supervised": supervised})
+        train = method.train.model_copy(
+            update={"seed": seed, "supervised": supervised, **overrides.get("train", {})}
+        )
         stage1_dir = Path(args.stage1_cache) / f"seed{seed}"
         if (stage1_dir / "adaptor.json").is_file():
             start, _ = load_adaptor(stage1_dir)
@@ -85,7 +89,8 @@ def main() -> None:
         rows.append(values)
         print(
             f"seed {seed}: {values} ({seconds:.1f} s, {result.iterations} steps, best at "
-            f"{result.best_iteration}, held-out {result.best_score:.4f})",
+            f"{result.best_iteration}, held-out {result.best_score:.4f}, refit "
+            f"{result.refit_iterations} steps)",
             flush=True,
         )
     mean = np.mean(rows, axis=0).round(4).tolist()

@@ -149,6 +149,10 @@ class OptimConfig(FrozenModel):
         eval_every: iterations between held-out evaluations.
         weight_decay: Adam's L2 penalty on the adaptor's weights (0 = none; the residual is
             already kept small by Eq. 3).
+        ema_decay: evaluate and keep an exponential moving average of the weights (Polyak
+            averaging) instead of the last step's, with this decay per step; it smooths the
+            noise of small-batch steps, which is what the held-out score then ranks. ``None``:
+            the raw weights.
     """
 
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -158,6 +162,7 @@ class OptimConfig(FrozenModel):
     start_patience: int | None = Field(default=None, ge=1)
     eval_every: int = Field(default=50, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
 
 
 class TrainConfig(FrozenModel):
@@ -181,6 +186,11 @@ class TrainConfig(FrozenModel):
             document's full-d nearest neighbours with the adapted, truncated vectors; label
             free and aligned with retrieval. ``heldout_loss``: the Eq. 4 loss (the paper's
             wording; on SciFact it kept falling while test nDCG fell, see docs/results.md).
+        refit_on_all_queries: after stage 2's early stopping has chosen its step on the
+            held-out queries, train again from the same start on *every* labelled training
+            query for the same number of passes over the queries, and keep that adaptor
+            (the held-out queries are no longer wasted; seeds then train on the same
+            queries). About doubles stage 2's time.
         seed: seeds sampling, splits and initialisation.
         device: ``auto`` picks CUDA when present, else CPU.
     """
@@ -193,6 +203,7 @@ class TrainConfig(FrozenModel):
     heldout_max_queries: int | None = Field(default=1000, ge=2)
     heldout_max_documents: int | None = Field(default=20_000, ge=10)
     unsupervised_stopping: Literal["neighbour_ndcg", "heldout_loss"] = "neighbour_ndcg"
+    refit_on_all_queries: bool = False
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -68,10 +68,13 @@ class OptimResult:
     stop_reason: StopReason = "max_iterations"
     history: list[dict[str, float]] = field(default_factory=list)
     evaluations: list[dict[str, float]] = field(default_factory=list)
+    #: steps of the refit on every labelled query after early stopping (0: none).
+    refit_iterations: int = 0
 
     @property
     def iterations_per_second(self) -> float:
-        return self.iterations / self.seconds if self.seconds > 0 else float("nan")
+        steps = self.iterations + self.refit_iterations
+        return steps / self.seconds if self.seconds > 0 else float("nan")
 
     def summary(self) -> dict[str, float | int | str | bool]:
         return {
@@ -84,6 +87,7 @@ class OptimResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 2),
             "iterations_per_second": round(self.iterations_per_second, 1),
+            "refit_iterations": self.refit_iterations,
         }
 
 
@@ -194,6 +198,61 @@ def train_step(
     return terms
 
 
+class WeightAverage:
+    """An exponential moving average of a module's floating-point parameters and buffers.
+
+    ``update`` after each optimiser step moves the average towards the current weights by
+    ``1 - decay``; ``load_into`` copies the average into a module of the same shape.
+    It starts at the starting weights and lags the raw ones by about ``1 / (1 - decay)``
+    steps, so early stopping (which then scores the average) sees a smoothed path.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> average = WeightAverage(net, decay=0.9)
+        >>> average.update(net)
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.state = {
+            name: value.detach().clone()
+            for name, value in module.state_dict().items()
+            if value.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        current = module.state_dict()
+        for name, value in self.state.items():
+            value.lerp_(current[name].detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def load_into(self, module: torch.nn.Module) -> None:
+        module.load_state_dict(self.state, strict=False)
+
+
+def _train_fixed_steps(
+    adaptor: MatryoshkaAdaptor,
+    settings: OptimConfig,
+    compute_loss: Callable[[], LossTerms],
+    steps: int,
+) -> None:
+    """``steps`` optimiser steps with no evaluation; the weight average when configured."""
+    optimizer = torch.optim.Adam(
+        adaptor.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    averaged = WeightAverage(adaptor, settings.ema_decay) if settings.ema_decay else None
+    for _ in range(steps):
+        train_step(adaptor, optimizer, compute_loss)
+        if averaged is not None:
+            averaged.update(adaptor)
+    if averaged is not None:
+        averaged.load_into(adaptor)
+    adaptor.eval()
+
+
 def _optimise(
     phase: str,
     adaptor: MatryoshkaAdaptor,
@@ -223,6 +282,7 @@ def _optimise(
         mode=progress_mode,
         interval_s=progress_interval_s,
     )
+    averaged = WeightAverage(adaptor, settings.ema_decay) if settings.ema_decay else None
     best_score = evaluate()
     progress.evaluated(0, best_score)
     best_iteration, best_state = 0, copy.deepcopy(adaptor.state_dict())
@@ -234,9 +294,15 @@ def _optimise(
     since_best = 0  # evaluations since the best one
     for iteration in range(1, settings.max_iterations + 1):
         terms = train_step(adaptor, optimizer, compute_loss)
+        if averaged is not None:
+            averaged.update(adaptor)
         history.append({"step": iteration, **terms.as_floats()})
         progress.step(iteration, history[-1]["loss"])
         if iteration % settings.eval_every == 0 or iteration == settings.max_iterations:
+            raw_state = None
+            if averaged is not None:  # score (and keep) the average, then train on
+                raw_state = copy.deepcopy(adaptor.state_dict())
+                averaged.load_into(adaptor)
             score = evaluate()
             evaluations.append({"step": iteration, score_name: score})
             progress.evaluated(iteration, score)
@@ -245,6 +311,8 @@ def _optimise(
                 best_score, best_iteration = score, iteration
                 best_state = copy.deepcopy(adaptor.state_dict())
                 since_best = 0
+            if raw_state is not None:
+                adaptor.load_state_dict(raw_state)
             start_limit = settings.start_patience
             if best_iteration == 0 and start_limit is not None and since_best >= start_limit:
                 stop_reason = "start_is_best"
@@ -638,7 +706,11 @@ def train_supervised(
     The unsupervised terms draw from a pool of corpus and fitting-query embeddings; the
     ranking loss (Eq. 5) scores each batch of queries against all positives of the batch and
     random corpus negatives. Early stopping: nDCG@10 (mean over the prefix sizes) of a
-    held-out share of the *training* queries, retrieving from the whole corpus.
+    held-out share of the *training* queries, retrieving from the whole corpus (of the
+    weights' moving average with ``ema_decay``). With ``refit_on_all_queries`` that pass only
+    chooses the step count: stage 2 then restarts from ``adaptor``'s weights and trains on
+    every labelled query for as many passes over the queries, and that adaptor is returned
+    (``OptimResult.refit_iterations``; docs/engine.md "Weight averaging and the refit").
 
     Args:
         corpus, corpus_ids: ``[n, d]`` corpus embeddings and their ids (row-aligned).
@@ -674,99 +746,113 @@ def train_supervised(
 
     adaptor = adaptor.to(device)
     corpus_device = corpus.to(device)
-    pool = torch.cat([corpus, fitting.embeddings])
-    pool_idx = torch.randperm(pool.shape[0], generator=generator)[: train.pool_size]
-    pool = pool[pool_idx.sort().values].to(device)
-    neighbours = nearest_neighbours(pool, config.loss.top_k)
     settings = train.supervised
-    batch_size = min(settings.batch_size, pool.shape[0])
-    query_batch = min(settings.batch_size, len(fitting.labels))
-    step_generator = torch.Generator().manual_seed(train.seed + 3)
-    with torch.no_grad():  # the rotation is fixed: rotate every input once, not every step
-        rotated_pool = adaptor.rotate(pool)
-        rotated_queries = adaptor.rotate(fitting.embeddings.to(device))
-        rotated_corpus = adaptor.rotate(corpus_device)
     n_docs = corpus.shape[0]
     column_of = np.full(n_docs, -1, dtype=np.int64)  # corpus index -> candidate column
     loss_config = config.loss
-    mined = (
-        mine_hard_negatives(
-            fitting.embeddings, fitting.labels, corpus, loss_config.hard_negative_depth
-        )
-        if loss_config.hard_negatives
-        else None
-    )
+    with torch.no_grad():  # the rotation is fixed: rotate every input once, not every step
+        rotated_corpus = adaptor.rotate(corpus_device)
 
-    def compute_loss() -> LossTerms:
-        anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
-        batch = torch.randperm(len(fitting.labels), generator=step_generator)[:query_batch]
-        batch_labels = [fitting.labels[row] for row in batch.tolist()]
-        chosen = sample_pairs(batch_labels, config.loss.ranking_pairs_per_step, step_generator)
-        positives = sorted({doc for labels in chosen for doc, _ in labels})
-        n_negatives = config.loss.negatives_per_positive * len(positives)
-        negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
-        if mined is not None:
-            negatives += sample_hard_negatives(
-                mined, batch, loss_config.hard_negatives, step_generator
+    def build_loss(
+        training_queries: LabelledQueries, pool_generator: torch.Generator, step_seed: int
+    ) -> Callable[[], LossTerms]:
+        """Eq. 6 over ``training_queries``' labels (and a pool of corpus + their
+        embeddings)."""
+        pool = torch.cat([corpus, training_queries.embeddings])
+        pool_idx = torch.randperm(pool.shape[0], generator=pool_generator)[: train.pool_size]
+        pool = pool[pool_idx.sort().values].to(device)
+        neighbours = nearest_neighbours(pool, loss_config.top_k)
+        batch_size = min(settings.batch_size, pool.shape[0])
+        query_batch = min(settings.batch_size, len(training_queries.labels))
+        step_generator = torch.Generator().manual_seed(step_seed)
+        with torch.no_grad():
+            rotated_pool = adaptor.rotate(pool)
+            rotated_queries = adaptor.rotate(training_queries.embeddings.to(device))
+        mined = (
+            mine_hard_negatives(
+                training_queries.embeddings,
+                training_queries.labels,
+                corpus,
+                loss_config.hard_negative_depth,
             )
-        candidate_list = sorted(set(positives) | set(negatives))
-        candidates = torch.as_tensor(candidate_list)
-        column_of[candidate_list] = np.arange(len(candidate_list))
-        relevance = torch.zeros(len(batch), len(candidates))
-        for i, labels in enumerate(batch_labels):  # every label present, sampled or not
-            for doc, score in labels:
-                if column_of[doc] >= 0:
-                    relevance[i, int(column_of[doc])] = float(score)
-        pair_mask = None
-        if chosen is not batch_labels:
-            pair_mask = torch.zeros(len(batch), len(candidates), dtype=torch.bool)
-            for i, labels in enumerate(chosen):
-                for doc, _ in labels:
-                    pair_mask[i, int(column_of[doc])] = True
-        column_of[candidate_list] = -1
-        ranked_inputs = torch.cat(
-            [rotated_queries[batch.to(device)], rotated_corpus[candidates.to(device)]]
+            if loss_config.hard_negatives
+            else None
         )
-        unsupervised, adapted = unsupervised_terms(
-            adaptor,
-            pool,
-            neighbours,
-            anchors.to(device),
-            config,
-            dims,
-            weights,
-            extra=ranked_inputs,
-            rotated_pool=rotated_pool,
-        )
-        assert adapted is not None
-        adapted_queries, adapted_candidates = adapted[: len(batch)], adapted[len(batch) :]
-        relevance = relevance.to(device)
-        anchors_mask = None if pair_mask is None else pair_mask.to(device)
-        rank = ranking_loss(
-            adapted_queries,
-            adapted_candidates,
-            relevance,
-            dims,
-            weights,
-            scale=loss_config.ranking_scale,
-            anchors=anchors_mask,
-        )
-        contrastive = (
-            contrastive_loss(
+
+        def compute_loss() -> LossTerms:
+            anchors = torch.randint(pool.shape[0], (batch_size,), generator=step_generator)
+            batch = torch.randperm(len(training_queries.labels), generator=step_generator)[
+                :query_batch
+            ]
+            batch_labels = [training_queries.labels[row] for row in batch.tolist()]
+            chosen = sample_pairs(batch_labels, config.loss.ranking_pairs_per_step, step_generator)
+            positives = sorted({doc for labels in chosen for doc, _ in labels})
+            n_negatives = config.loss.negatives_per_positive * len(positives)
+            negatives = torch.randint(n_docs, (n_negatives,), generator=step_generator).tolist()
+            if mined is not None:
+                negatives += sample_hard_negatives(
+                    mined, batch, loss_config.hard_negatives, step_generator
+                )
+            candidate_list = sorted(set(positives) | set(negatives))
+            candidates = torch.as_tensor(candidate_list)
+            column_of[candidate_list] = np.arange(len(candidate_list))
+            relevance = torch.zeros(len(batch), len(candidates))
+            for i, labels in enumerate(batch_labels):  # every label present, sampled or not
+                for doc, score in labels:
+                    if column_of[doc] >= 0:
+                        relevance[i, int(column_of[doc])] = float(score)
+            pair_mask = None
+            if chosen is not batch_labels:
+                pair_mask = torch.zeros(len(batch), len(candidates), dtype=torch.bool)
+                for i, labels in enumerate(chosen):
+                    for doc, _ in labels:
+                        pair_mask[i, int(column_of[doc])] = True
+            column_of[candidate_list] = -1
+            ranked_inputs = torch.cat(
+                [rotated_queries[batch.to(device)], rotated_corpus[candidates.to(device)]]
+            )
+            unsupervised, adapted = unsupervised_terms(
+                adaptor,
+                pool,
+                neighbours,
+                anchors.to(device),
+                config,
+                dims,
+                weights,
+                extra=ranked_inputs,
+                rotated_pool=rotated_pool,
+            )
+            assert adapted is not None
+            adapted_queries, adapted_candidates = adapted[: len(batch)], adapted[len(batch) :]
+            relevance = relevance.to(device)
+            anchors_mask = None if pair_mask is None else pair_mask.to(device)
+            rank = ranking_loss(
                 adapted_queries,
                 adapted_candidates,
                 relevance,
                 dims,
                 weights,
-                loss_config.temperature,
+                scale=loss_config.ranking_scale,
                 anchors=anchors_mask,
             )
-            if loss_config.delta > 0
-            else None
-        )
-        return supervised_objective(
-            unsupervised, rank, loss_config.gamma, contrastive, loss_config.delta
-        )
+            contrastive = (
+                contrastive_loss(
+                    adapted_queries,
+                    adapted_candidates,
+                    relevance,
+                    dims,
+                    weights,
+                    loss_config.temperature,
+                    anchors=anchors_mask,
+                )
+                if loss_config.delta > 0
+                else None
+            )
+            return supervised_objective(
+                unsupervised, rank, loss_config.gamma, contrastive, loss_config.delta
+            )
+
+        return compute_loss
 
     evaluate = HeldoutRetrieval(
         held.embeddings.to(device),
@@ -777,16 +863,41 @@ def train_supervised(
         torch.Generator().manual_seed(train.seed + 4),
     )
 
+    start_state = copy.deepcopy(adaptor.state_dict())
     result = _optimise(
         "supervised",
         adaptor,
         settings,
-        compute_loss,
+        build_loss(fitting, generator, train.seed + 3),
         lambda: evaluate(adaptor),
         higher_is_better=True,
         score_name="heldout_ndcg_at_10",
         progress_interval_s=progress_interval_s,
     )
+    if train.refit_on_all_queries and result.best_iteration > 0:
+        # The held-out queries chose the step count; now every labelled query trains, for
+        # as many passes over the queries as the chosen step saw (a step draws at most a
+        # batch of queries, all of them when fewer).
+        passes = result.best_iteration * min(settings.batch_size, len(fitting.labels))
+        passes /= len(fitting.labels)
+        per_step = min(settings.batch_size, len(labelled.labels))
+        steps = max(1, round(passes * len(labelled.labels) / per_step))
+        adaptor.load_state_dict(start_state)
+        refit_loss = build_loss(
+            labelled, torch.Generator().manual_seed(train.seed + 5), train.seed + 6
+        )
+        began = time.perf_counter()
+        _train_fixed_steps(adaptor, settings, refit_loss, steps)
+        result.refit_iterations = steps
+        result.seconds += time.perf_counter() - began
+        logger.info(
+            "supervised stage: refitted on all %d labelled queries for %d steps (the held-out "
+            "best was step %d of %d fitting queries)",
+            len(labelled.labels),
+            steps,
+            result.best_iteration,
+            len(fitting.labels),
+        )
     return adaptor.cpu(), result
 
 

@@ -146,7 +146,9 @@ class RetrainingResult:
 
     def __str__(self) -> str:
         lines = [self.table, "", "stages: " + ", ".join(f"{k} {v}" for k, v in self.stages.items())]
-        if self.registered:
+        if self.registered and self.registered.get("skipped"):
+            lines.append(f"registry: {self.registered['skipped']}")
+        elif self.registered:
             new = "new version" if self.registered.get("new") else "unchanged, not re-registered"
             lines.append(
                 f"registry: {self.registered['model_name']} version "
@@ -464,6 +466,8 @@ def register_model(
         lineage_tags,
         before_register=remember,
     )
+    if registered.get("skipped"):  # register_pipeline_run logged why
+        return registered
     if registered["new"]:
         record.update(registry={**record.data["registry"], "version": registered["version"]})
     get_run_logger().info(
@@ -548,6 +552,8 @@ def publish_artifacts(result: RetrainingResult) -> None:
     )
     if result.gate:
         verdict = gate_verdict(result.gate)
+    elif result.registered and result.registered.get("skipped"):
+        verdict = f"not registered: {result.registered['skipped']}"
     elif result.registered:
         verdict = "registered; the gate did not run"
     else:
@@ -703,7 +709,7 @@ def retraining_flow(
             handle["tracking_uri"],
             params.registry.approval_timeout_s,
         )
-        if registered is not None
+        if registered is not None and registered["version"] is not None
         else None
     )
     result = RetrainingResult(

@@ -213,8 +213,12 @@ def register_pipeline_run(
         before_register: called with the current ``@challenger`` version (or None) just
             before a new version is created, so a caller can record what to restore.
 
+    A run whose only adaptor is a pretrain stage that kept its start (``untrained`` in
+    ``metrics.json``: it *is* the SVD rotation) registers nothing: ``version`` is None and
+    ``skipped`` says why (the run is tagged ``registry.skipped``).
+
     Returns:
-        ``{"model_name", "version", "new"}``.
+        ``{"model_name", "version", "new"}`` (and ``skipped`` when nothing was registered).
     """
     from components.registry.client import alias_version
     from components.registry.config import CHALLENGER
@@ -225,6 +229,17 @@ def register_pipeline_run(
     finetuned = (layout.finetune_adaptor / "adaptor.json").is_file()
     adaptor_dir = layout.finetune_adaptor if finetuned else layout.pretrain_adaptor
     digest = lineage_tags.get(DVC_LOCK_DIGEST_TAG)
+    untrained = (read_json(layout.metrics_json) or {}).get("untrained") or {}
+    kept = None if finetuned else untrained.get("adaptor_unsupervised")
+    if kept is not None:
+        # The pretrain stage kept its start: the "adaptor" is that baseline, not a model.
+        reason = (
+            f"nothing trained: the pretrain stage kept its start ({kept}) and there is no "
+            "finetune stage, so no version is registered"
+        )
+        log.info("%s: %s", model_name, reason)
+        run.log_tags({"registry.model_name": model_name, "registry.skipped": reason})
+        return {"model_name": model_name, "version": None, "new": False, "skipped": reason}
     existing = same_lineage_version(run.client, model_name, digest)
     if existing is not None:
         log.info(

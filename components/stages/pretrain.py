@@ -70,7 +70,8 @@ def adaptor_metadata(
         "dataset": meta.get("dataset"),
         "dataset_fingerprint": meta.get("dataset_fingerprint"),
         "best_iteration": result.best_iteration,
-        "best_score": result.best_score,
+        "best_score": result.best_score,  # of the selection pass when a refit followed
+        "refit_iterations": result.refit_iterations,
         "score_name": result.score_name,
         "method": method.model_dump(mode="json"),
     }

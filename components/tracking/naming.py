@@ -139,7 +139,7 @@ def training_metrics(
             number = _finite(value)
             if number is not None:
                 yield train_metric_key(stage, name), number, step
-    for field in ("best_score", "best_iteration", "iterations", "seconds"):
+    for field in ("best_score", "best_iteration", "iterations", "refit_iterations", "seconds"):
         number = _finite(summary.get(field))
         if number is not None:
             yield train_metric_key(stage, field), number, 0

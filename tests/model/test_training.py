@@ -17,7 +17,9 @@ from components.config import (
     TrainConfig,
 )
 from components.evaluation import evaluate_methods
+from components.synthetic import planted_retrieval
 from components.training import (
+    WeightAverage,
     build_adaptor,
     mine_hard_negatives,
     nearest_neighbours,
@@ -309,3 +311,77 @@ def test_contrastive_term_and_hard_negatives_train_and_are_logged() -> None:
         EvaluationConfig(dims=(4,)),
     )
     assert report.pivot().loc["adaptor", 4] > report.pivot().loc["base", 4] + 0.2
+
+
+def test_weight_average_is_the_hand_computed_ema_and_skips_integer_buffers() -> None:
+    net = torch.nn.Linear(1, 1, bias=False)
+    net.register_buffer("count", torch.tensor(7))  # not averaged: not floating point
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    average = WeightAverage(net, decay=0.5)
+    for value in (3.0, 5.0):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average.update(net)
+    target = torch.nn.Linear(1, 1, bias=False)
+    target.register_buffer("count", torch.tensor(1))
+    average.load_into(target)
+    # 1 -> 0.5*1 + 0.5*3 = 2 -> 0.5*2 + 0.5*5 = 3.5
+    assert target.weight.item() == pytest.approx(3.5)
+    assert int(target.count) == 1
+    with pytest.raises(ValueError, match=r"ema decay must be in \(0, 1\), got 1.0"):
+        WeightAverage(net, decay=1.0)
+
+
+def test_ema_and_refit_on_all_queries_train_and_are_reported() -> None:
+    data = planted_retrieval(
+        n_docs=300,
+        n_train=60,
+        n_test=40,
+        positives=4,
+        d=D,
+        signal_dim=4,
+        noise_dim=4,
+        docs_per_topic=20,
+        seed=0,
+    )
+    args = (data.corpus_ids, data.queries, data.query_ids, data.train)
+    config = fast_config()
+    # batch 16 of 51 fitting queries: a step sees a share of them, so the refit's steps scale
+    supervised = config.train.supervised.model_copy(update={"ema_decay": 0.9, "batch_size": 16})
+    train = config.train.model_copy(update={"supervised": supervised})
+    plain = train_adaptor(data.corpus, config.model_copy(update={"train": train}), *args)
+    refit_train = train.model_copy(update={"refit_on_all_queries": True})
+    refit = train_adaptor(data.corpus, config.model_copy(update={"train": refit_train}), *args)
+    # the same selection pass (same seed), then a refit from the same start on all 60
+    # queries, for as many passes over the queries as the chosen step saw
+    best = plain.supervised.best_iteration
+    assert refit.supervised.best_iteration == best > 0
+    n_fit = 60 - round(60 * train.query_holdout_fraction)
+    assert n_fit == 51
+    assert refit.supervised.refit_iterations == round(best * 60 / n_fit)
+    assert refit.supervised.summary()["refit_iterations"] == refit.supervised.refit_iterations
+    assert plain.supervised.refit_iterations == 0
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(
+            refit.supervised_adaptor.state_dict().values(),
+            plain.supervised_adaptor.state_dict().values(),
+            strict=True,
+        )
+    ]
+    assert any(changed)
+    report = evaluate_methods(
+        {
+            "base": Truncation(D),
+            "plain": plain.supervised_adaptor,
+            "refit": refit.supervised_adaptor,
+        },
+        data.corpus,
+        data.corpus_ids,
+        data.queries,
+        data.query_ids,
+        data.test,
+        EvaluationConfig(dims=(4,)),
+    )
+    assert report.pivot().loc["refit", 4] > 2 * report.pivot().loc["base", 4]

@@ -186,3 +186,24 @@ def test_same_experiment_is_reused(tmp_path: Path) -> None:
     second = PipelineRun.start(root=tmp_path, params=_params(name))
     assert first.experiment_id == second.experiment_id
     assert first.run_id != second.run_id
+
+
+def test_a_stage_one_only_run_that_kept_its_start_registers_nothing(tmp_path: Path) -> None:
+    # Issue #14: the rotation is a baseline, never a registered "trained adaptor".
+    from components.registry import register_pipeline_run
+
+    run = PipelineRun.start(root=tmp_path, params=_params())
+    outputs = _write_outputs(tmp_path, skipped_finetune=True)
+    metrics = json.loads(outputs.metrics_json.read_text())
+    metrics["untrained"] = {"adaptor_unsupervised": "svd_rotation"}
+    outputs.metrics_json.write_text(json.dumps(metrics))
+    model_name = f"kept-start-{uuid.uuid4().hex[:8]}"
+    called: list[str | None] = []
+    outcome = register_pipeline_run(
+        run, outputs, model_name, {"dvc_lock_digest": "ab" * 32}, before_register=called.append
+    )
+    assert outcome["version"] is None and outcome["new"] is False
+    assert "kept its start (svd_rotation)" in outcome["skipped"]
+    assert called == []  # nothing about to be registered
+    assert run.client.search_model_versions(f"name = '{model_name}'") == []
+    assert "svd_rotation" in run.client.get_run(run.run_id).data.tags["registry.skipped"]
