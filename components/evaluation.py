@@ -32,7 +32,7 @@ from components.atomic import atomic_write, atomic_write_text
 from components.baselines import Embedder
 from components.config import EvaluationConfig, default_prefix_dims
 from components.layout import LONG_CSV, METRICS_FILE, PLOT_PNG
-from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
+from components.metrics import cosine_top_k, ranking_metrics, relevance_labels
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def evaluate_methods(
     too_large = [m for m in dims if m > d]
     if too_large:
         raise ValueError(f"evaluation dims {too_large} exceed the embedding dimension d={d}")
-    rows_idx, relevance = relevance_matrix(qrels, query_ids, corpus_ids)
+    rows_idx, relevance = relevance_labels(qrels, query_ids, corpus_ids)
     eval_queries = queries[torch.as_tensor(rows_idx)]
     depth = max(config.ndcg_k, config.recall_k, config.mrr_k)
     ndcg_name, recall_name, mrr_name = metric_names(config)

@@ -19,9 +19,9 @@ carry no relevance at all): grade 3 for the first
 Example:
     >>> data = planted_retrieval(n_docs=120, n_train=20, n_test=10, positives=4, d=32,
     ...                          signal_dim=8, noise_dim=4, seed=0)
-    >>> data.corpus.shape, len(data.train["query_id"].unique()), sorted(data.train["score"].unique())
+    >>> data.corpus.shape, data.train["query_id"].nunique(), sorted(set(data.train["score"]))
     (torch.Size([120, 32]), 20, [1, 2, 3])
-"""  # noqa: E501
+"""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ from components.losses import (
     topk_loss,
     unsupervised_objective,
 )
-from components.metrics import cosine_top_k, ranking_metrics, relevance_matrix
+from components.metrics import Labels, cosine_top_k, ranking_metrics, relevance_labels
 from components.progress import DEFAULT_INTERVAL_S, ProgressMode, StepProgress
 
 logger = logging.getLogger(__name__)
@@ -118,16 +118,14 @@ def nearest_neighbours(x: torch.Tensor, k: int, chunk_size: int = 4096) -> torch
 
 
 @torch.no_grad()
-def neighbour_relevance(queries: torch.Tensor, documents: torch.Tensor, k: int) -> np.ndarray:
-    """``[q, n]`` 0/1 matrix marking each query's k nearest documents in full-d cosine.
+def neighbour_relevance(queries: torch.Tensor, documents: torch.Tensor, k: int) -> Labels:
+    """Labels (grade 1) marking each query's k nearest documents in full-d cosine.
 
     The label-free relevance behind stage 1's ``neighbour_ndcg`` stopping signal: truncated
     adapted retrieval should find what full-d retrieval of the original embeddings finds.
     """
     ranked = cosine_top_k(queries, documents, k)
-    relevance = np.zeros((queries.shape[0], documents.shape[0]), dtype=np.int8)
-    np.put_along_axis(relevance, ranked, 1, axis=1)
-    return relevance
+    return Labels([[(int(doc), 1) for doc in row] for row in ranked], documents.shape[0])
 
 
 def _split(
@@ -465,22 +463,12 @@ class LabelledQueries:
     def build(
         cls, queries: torch.Tensor, query_ids: list[str], corpus_ids: list[str], qrels: pd.DataFrame
     ) -> LabelledQueries:
-        query_rows, relevance = relevance_matrix(qrels, query_ids, corpus_ids)
-        labels = [
-            [(int(j), int(relevance[r, j])) for j in np.flatnonzero(relevance[r])]
-            for r in range(len(query_rows))
-        ]
+        query_rows, relevance = relevance_labels(qrels, query_ids, corpus_ids)
+        labels = [relevance.row(r) for r in range(len(query_rows))]
         return cls(embeddings=queries[torch.as_tensor(query_rows)], labels=labels)
 
     def subset(self, rows: torch.Tensor) -> LabelledQueries:
         return LabelledQueries(self.embeddings[rows], [self.labels[int(r)] for r in rows])
-
-    def relevance(self, n_docs: int) -> np.ndarray:
-        matrix = np.zeros((len(self.labels), n_docs), dtype=np.int64)
-        for row, labels in enumerate(self.labels):
-            for doc, score in labels:
-                matrix[row, doc] = score
-        return matrix
 
 
 def sample_pairs(
@@ -675,7 +663,7 @@ def mean_ndcg_over_prefixes(
     adaptor: MatryoshkaAdaptor,
     queries: torch.Tensor,
     corpus: torch.Tensor,
-    relevance: np.ndarray,
+    relevance: Labels | np.ndarray,
     dims: tuple[int, ...],
     k: int = 10,
 ) -> float:
