@@ -26,10 +26,10 @@ from components.training import train_adaptor
 DIMS = (4, 8, 16, 32)
 SHAPE = {"n_docs": 480, "n_test": 100, "d": 32, "signal_dim": 8, "noise_dim": 4}
 CASES: dict[str, dict[str, Any]] = {
-    "dense_graded_labels": {"n_train": 100, "positives": 20, "docs_per_topic": 24},
+    "dense_graded_labels": {"n_train": 60, "positives": 16, "docs_per_topic": 24},
     "few_training_queries": {"n_train": 20, "positives": 8, "docs_per_topic": 30},
     "noise_leads_the_principal_directions": {
-        "n_train": 80,
+        "n_train": 60,
         "positives": 4,
         "noise_dim": 8,
         "noise_scale": 4.0,
