@@ -62,6 +62,7 @@ class Labels:
         order = np.argsort(np.asarray(keys, dtype=np.int64), kind="stable")
         self._keys = np.asarray(keys, dtype=np.int64)[order]
         self._grades = np.asarray(grades, dtype=np.int64)[order]
+        self._ideal: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_dense(cls, matrix: np.ndarray) -> Labels:
@@ -84,10 +85,6 @@ class Labels:
             for key, grade in zip(self._keys[lo:hi], self._grades[lo:hi], strict=True)
         ]
 
-    def subset(self, keep: np.ndarray) -> Labels:
-        """The labels of the query rows ``keep`` (in that order)."""
-        return Labels([self.row(int(r)) for r in keep], self.n_docs)
-
     def gains(self, ranked: np.ndarray) -> np.ndarray:
         """``[Q, K]`` grades of the ranked documents (0 where unlabelled), float64."""
         if ranked.shape[0] != self._n_queries:
@@ -101,7 +98,13 @@ class Labels:
         return np.where(self._keys[at] == keys, self._grades[at], 0).astype(np.float64)
 
     def ideal_dcg(self, k: int) -> np.ndarray:
-        """Per query, the DCG@k of its grades sorted best first."""
+        """Per query, the DCG@k of its grades sorted best first (computed once per k: the
+        same labels are scored at every prefix size and every held-out evaluation)."""
+        if k not in self._ideal:
+            self._ideal[k] = self._compute_ideal_dcg(k)
+        return self._ideal[k]
+
+    def _compute_ideal_dcg(self, k: int) -> np.ndarray:
         discounts = 1.0 / np.log2(np.arange(2, k + 2))
         ideal = np.zeros(self._n_queries)
         starts = np.concatenate([[0], np.cumsum(self.counts)])

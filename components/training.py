@@ -621,28 +621,16 @@ class HeldoutRetrieval:
         self.documents = corpus if len(chosen) == n_docs else corpus[torch.as_tensor(chosen)]
         self.dims, self.k = dims, k
         self.n_candidates = len(chosen)
-        keys, gains = [], []
-        ideal = np.zeros(len(labels))
-        discounts = 1.0 / np.log2(np.arange(2, k + 2))
-        for row, query in enumerate(labels):
-            for doc, score in query:
-                keys.append(row * self.n_candidates + int(column[doc]))
-                gains.append(float(score))
-            top = np.sort(np.array([score for _, score in query], dtype=np.float64))[::-1][:k]
-            ideal[row] = (top * discounts[: len(top)]).sum()
-        order = np.argsort(keys)
-        self._keys = np.asarray(keys, dtype=np.int64)[order]
-        self._gains = np.asarray(gains, dtype=np.float64)[order]
-        self._ideal = ideal
-        self._discounts = discounts
-        self._rows = np.arange(len(labels))[:, None] * self.n_candidates
+        self._labels = Labels(
+            [[(int(column[doc]), score) for doc, score in query] for query in labels],
+            self.n_candidates,
+        )
+        self._ideal = self._labels.ideal_dcg(k)
+        self._discounts = 1.0 / np.log2(np.arange(2, k + 2))
 
     def ndcg(self, ranked: np.ndarray) -> float:
         """Mean nDCG@k of ``ranked`` (``[q, <=k]`` candidate columns, best first)."""
-        keys = self._rows + ranked
-        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        gains = np.where(self._keys[at] == keys, self._gains[at], 0.0)
-        dcg = (gains * self._discounts[: ranked.shape[1]]).sum(axis=1)
+        dcg = (self._labels.gains(ranked) * self._discounts[: ranked.shape[1]]).sum(axis=1)
         return float((dcg / self._ideal).mean())
 
     @torch.no_grad()

@@ -229,8 +229,8 @@ def register_pipeline_run(
     finetuned = (layout.finetune_adaptor / "adaptor.json").is_file()
     adaptor_dir = layout.finetune_adaptor if finetuned else layout.pretrain_adaptor
     digest = lineage_tags.get(DVC_LOCK_DIGEST_TAG)
-    untrained = (read_json(layout.metrics_json) or {}).get("untrained") or {}
-    kept = None if finetuned else untrained.get("adaptor_unsupervised")
+    metrics = read_json(layout.metrics_json) or {}
+    kept = None if finetuned else (metrics.get("untrained") or {}).get("adaptor_unsupervised")
     if kept is not None:
         # The pretrain stage kept its start: the "adaptor" is that baseline, not a model.
         reason = (
@@ -262,7 +262,7 @@ def register_pipeline_run(
         version = register_run_model(
             run.run_id,
             adaptor_dir,
-            read_json(layout.metrics_json) or {},
+            metrics,
             metadata,
             model_name=model_name,
             tracking_uri=run.tracking_uri,
